@@ -1,0 +1,80 @@
+"""Wide ResNets (wrn_16_1, wrn_16_2, wrn_40_1, wrn_40_2): pre-activation blocks, widths 16k/32k/64k."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mixkd.models.base import ZooModel, init_weights
+from mixkd.models.registry import MODELS
+
+
+class WideBlock(nn.Module):
+    """BN-ReLU-conv twice; a 1x1 projection on the shortcut when the width changes."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
+        # the attribute name is the community checkpoints' key
+        self.convShortcut = None if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        act = F.relu(self.bn1(x))
+        out = self.conv2(F.relu(self.bn2(self.conv1(act))))
+        # the projection sees the pre-activated input, the identity the raw one (as the reference does)
+        shortcut = x if self.convShortcut is None else self.convShortcut(act)
+        return out + shortcut
+
+
+class WideStage(nn.Module):
+    """A group of wide blocks; the inner `layer` name matches the community keys."""
+
+    def __init__(self, blocks: int, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.layer = nn.Sequential(
+            *(WideBlock(in_ch if i == 0 else out_ch, out_ch, stride if i == 0 else 1) for i in range(blocks))
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layer(x)
+
+
+class WideResNet(ZooModel):
+    """3x3 stem, three wide stages, a final BN-ReLU, global pooling and `fc`."""
+
+    def __init__(self, arch: str, depth: int, widen: int, num_classes: int) -> None:
+        super().__init__(arch, num_classes)
+        if (depth - 4) % 6:
+            raise ValueError(f"WRN depth must be 6n+4, got {depth}")
+        n = (depth - 4) // 6
+        widths = (16, 16 * widen, 32 * widen, 64 * widen)
+        self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+        self.block1 = WideStage(n, widths[0], widths[1], 1)
+        self.block2 = WideStage(n, widths[1], widths[2], 2)
+        self.block3 = WideStage(n, widths[2], widths[3], 2)
+        self.bn1 = nn.BatchNorm2d(widths[3])
+        self.fc = nn.Linear(widths[3], num_classes)
+        init_weights(self)
+
+    def forward_maps(self, x: Tensor) -> list[Tensor]:
+        """Outputs of block1 and block2, then block3 after the final BN-ReLU."""
+        x = self.conv1(x)
+        f1 = self.block1(x)
+        f2 = self.block2(f1)
+        f3 = F.relu(self.bn1(self.block3(f2)))
+        return [f1, f2, f3]
+
+
+def _register(depth: int, widen: int) -> None:
+    name = f"wrn_{depth}_{widen}"
+
+    @MODELS.register(name)
+    def build(num_classes: int) -> WideResNet:
+        return WideResNet(name, depth, widen, num_classes)
+
+
+for _depth, _widen in ((16, 1), (16, 2), (40, 1), (40, 2)):
+    _register(_depth, _widen)
