@@ -1,0 +1,17 @@
+"""Errors that mixkd reports to the user as one line (the CLI prints them without a traceback)."""
+
+
+class MixkdError(Exception):
+    """A problem with the user's input or environment; its message names the problem and the fix."""
+
+
+class ConfigError(MixkdError):
+    """A config key is unknown, mistyped or out of range."""
+
+
+class DataError(MixkdError):
+    """A dataset is missing or malformed."""
+
+
+class CheckpointError(MixkdError):
+    """A checkpoint is missing, corrupt, or does not fit the model."""
