@@ -1,0 +1,45 @@
+# The two commands a newcomer runs: `make quickstart` (the main job) and `make test`.
+# Each sets itself up: a virtual environment in .venv, mixkd and its dependencies, and the
+# offline Fashion-MNIST data (Debian package dataset-fashion-mnist) where apt-get can install it.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mixkd-installed
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: setup data quickstart test test-slow lint bench
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+data:
+	@if [ -f $(FMNIST) ]; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Fashion-MNIST (Debian package dataset-fashion-mnist)"; \
+		(apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+		 (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null)); \
+	else \
+		echo "note: Debian package dataset-fashion-mnist not installed; mixkd will try torchvision's download"; \
+	fi
+
+quickstart: setup data
+	$(VENV)/bin/mixkd quickstart
+
+test: setup data
+	$(PY) -m pytest
+
+test-slow: setup data
+	$(PY) -m pytest -m slow
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+bench: setup data
+	$(VENV)/bin/mixkd bench

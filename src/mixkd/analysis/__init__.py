@@ -1,0 +1,1 @@
+"""Analyses of trained models: features, logits, robustness, curves, reports."""

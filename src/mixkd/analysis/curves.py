@@ -1,0 +1,33 @@
+"""Training curves of several runs, read from their metrics.jsonl files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from mixkd.engine.rundir import RunDir  # noqa: E402
+
+
+def plot_test_accuracy(run_dirs: dict[str, Path], out_png: Path, title: str = "Test accuracy") -> Path:
+    """Plot top-1 test accuracy per epoch for each labelled run directory; returns the PNG path."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for label, path in run_dirs.items():
+        rows = RunDir(path).read_metrics()
+        if rows:
+            ax.plot([r["epoch"] for r in rows], [r["top1"] for r in rows], marker="o", ms=3, label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png)
+    plt.close(fig)
+    return out_png

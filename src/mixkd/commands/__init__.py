@@ -1,0 +1,1 @@
+"""Subcommands of the `mixkd` CLI, one module each."""

@@ -1,0 +1,92 @@
+"""The frozen teacher: eval mode, no gradient, its own precision and layout, an optional output cache."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from mixkd.distill.cache import to_store
+from mixkd.engine.precision import autocast
+
+
+class LogitCache(Protocol):
+    """Stores teacher logits of unmixed rows keyed by (dataset index, augmentation view)."""
+
+    def lookup(self, index: Tensor, view: Tensor) -> tuple[Tensor, Tensor]:
+        """Return (logits [n, C] float32, found [n] bool) for the given keys."""
+        ...
+
+    def store(self, index: Tensor, view: Tensor, logits: Tensor) -> None:
+        """Remember logits for the given keys."""
+        ...
+
+
+class FrozenTeacher(nn.Module):
+    """Wraps a teacher so that it stays in eval mode, never receives gradients, and can reuse outputs."""
+
+    def __init__(self, model: nn.Module, precision: str = "fp32", cache: LogitCache | None = None,
+                 channels_last: bool = False) -> None:
+        super().__init__()
+        self.model = model.eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.precision = precision
+        self.cache = cache
+        self.channels_last = channels_last
+        self.hits = 0
+        self.queries = 0
+
+    def train(self, mode: bool = True) -> FrozenTeacher:
+        """The teacher ignores train(): its BatchNorm statistics must never change."""
+        return super().train(False)
+
+    def _forward(self, x: Tensor) -> Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(x.device.type, self.precision):
+            out = self.model(x)
+        return out.float().clone()  # a normal tensor, usable as a target outside inference mode
+
+    def forward(self, x: Tensor, index: Tensor | None = None, view: Tensor | None = None,
+                mixed: Tensor | None = None) -> Tensor:
+        """Teacher logits (float32) for the batch `x`; unmixed rows come from the cache when possible.
+
+        With a cache every row is rounded through fp16, hit or miss, so the targets do not depend on
+        what was cached before (e.g. after a resume, or in the second run of a sweep).
+        """
+        if self.cache is None or index is None or view is None:
+            return self._forward(x)
+        b = x.shape[0]
+        clean = ~mixed if mixed is not None else torch.ones(b, dtype=torch.bool, device=x.device)
+        clean_rows = clean.nonzero().squeeze(1)
+        cached, found = self.cache.lookup(index[clean_rows], view[clean_rows])
+        hit_rows = clean_rows[found]
+        n_hit = int(hit_rows.numel())
+        self.queries += int(clean_rows.numel())
+        self.hits += n_hit
+        if n_hit == 0:  # cold: one forward of the whole batch, no gathers
+            out = self._forward(x)
+            if clean_rows.numel():
+                self.cache.store(index[clean_rows], view[clean_rows], out[clean_rows])
+            return to_store(out).float()
+        need = torch.ones(b, dtype=torch.bool, device=x.device)
+        need[hit_rows] = False
+        need_rows = need.nonzero().squeeze(1)
+        out = torch.empty(b, cached.shape[1], device=x.device)
+        out[hit_rows] = cached[found]
+        if need_rows.numel():
+            fresh = self._forward(x[need_rows])
+            out[need_rows] = to_store(fresh).float()
+            new = clean[need_rows]
+            if bool(new.any()):
+                rows = need_rows[new]
+                self.cache.store(index[rows], view[rows], fresh[new])
+        return out
+
+    def reset_counters(self) -> tuple[int, int]:
+        """Return (hits, queries) since the last reset and start counting again."""
+        counts = (self.hits, self.queries)
+        self.hits = self.queries = 0
+        return counts

@@ -1,0 +1,1 @@
+"""The training engine: loop, checkpoints, metrics, run directories, distributed set-up."""

@@ -1,0 +1,262 @@
+"""Speed benchmarks: a plain fp32 pipeline (the official code's work, done the official way) against
+mixkd's defaults through the real Trainer, cold and with a warm teacher cache.
+
+Every (pair, variant, round) runs in its own subprocess, so peak memory is per variant and one
+variant's allocator state cannot help another; rounds are interleaved and the median is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+PAIRS = {"r110-r20": ("resnet110", "resnet20"), "w402-w162": ("wrn_40_2", "wrn_16_2")}
+VARIANTS = ("plain", "mixkd", "mixkd-warm")
+BATCH = 64
+PMU = 0.1
+
+
+def machine_name() -> str:
+    """CPU model and core count, or the GPU name."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    model = platform.processor() or "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__.split('+')[0]}"
+
+
+def _peak_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --------------------------------------------------------------------------- the plain baseline
+
+
+def _official_pmu(x: np.ndarray, y: np.ndarray, num_classes: int, rng: np.random.Generator):
+    """Partial mixup as the official code does it: numpy on the CPU, unmixed rows drawn with replacement."""
+    b = x.shape[0]
+    keep = rng.integers(0, b, size=int((1.0 - PMU) * b))
+    lam = rng.beta(1.0, 1.0, size=b).astype(np.float32)
+    lam[keep] = 1.0
+    perm = rng.permutation(b)
+    lam_img = lam.reshape(-1, 1, 1, 1)
+    mixed = lam_img * x + (1.0 - lam_img) * x[perm]
+    onehot = np.eye(num_classes, dtype=np.float32)[y]
+    target = lam[:, None] * onehot + (1.0 - lam[:, None]) * onehot[perm]
+    return torch.from_numpy(mixed), torch.from_numpy(target)
+
+
+def _std_rescale(z: torch.Tensor) -> torch.Tensor:
+    return z / z.std(dim=1, keepdim=True)
+
+
+class PlainStep:
+    """fp32, NCHW, eager: teacher forward under no_grad, student forward/backward, SGD; Mix-KD's loss."""
+
+    def __init__(self, teacher_arch: str, student_arch: str, num_classes: int) -> None:
+        from mixkd.models import build_model
+
+        self.teacher = build_model(teacher_arch, num_classes).eval()
+        self.student = build_model(student_arch, num_classes).train()
+        self.opt = torch.optim.SGD(self.student.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        self.rng = np.random.default_rng(0)
+        self.num_classes = num_classes
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> float:
+        """One step on a CPU batch (numpy images, labels)."""
+        xm, target = _official_pmu(x, y, self.num_classes, self.rng)
+        with torch.no_grad():
+            t = self.teacher(xm)
+        s = self.student(xm)
+        s_r, t_r = _std_rescale(s), _std_rescale(t)
+        ce = -(target * F.log_softmax(s_r, dim=1)).sum(1).mean()
+        kl = F.kl_div(F.log_softmax(s_r, dim=1), F.softmax(t_r, dim=1), reduction="batchmean")
+        loss = 0.1 * ce + 0.9 * kl
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return float(loss)
+
+
+def _plain_loader(images: torch.Tensor, labels: torch.Tensor, mean, std):
+    """torchvision transforms on PIL images in 2 DataLoader workers, shuffled, batch 64."""
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms as T
+
+    class Images(Dataset):
+        def __init__(self) -> None:
+            self.hwc = images.permute(0, 2, 3, 1).numpy()
+            self.labels = labels.numpy()
+            self.tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                                 T.Normalize(mean, std)])
+
+        def __len__(self) -> int:
+            return len(self.labels)
+
+        def __getitem__(self, i: int):
+            return self.tf(Image.fromarray(self.hwc[i])), int(self.labels[i])
+
+    return DataLoader(Images(), batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True)
+
+
+# --------------------------------------------------------------------------- mixkd through the Trainer
+
+
+def _trainer(pair: str, variant: str, data_args: list[str], workdir: Path):
+    from mixkd.config import load_config
+    from mixkd.engine.trainer import Trainer
+    from mixkd.models import build_model
+
+    teacher_arch, student_arch = PAIRS[pair]
+    ckpt = workdir / f"{teacher_arch}.pt"
+    if not ckpt.exists():
+        torch.save({"model": build_model(teacher_arch, 10).state_dict()}, ckpt)
+    cfg = load_config(None, [
+        *data_args, f"data.batch_size={BATCH}", f"model.arch={student_arch}", "distill.method=mixkd",
+        "mixing.name=mixup", f"mixing.fraction={PMU}", f"teacher.checkpoint={ckpt}",
+        f"teacher.arch={teacher_arch}", "runtime.tensorboard=false", "optim.epochs=1", "optim.milestones=[]",
+        f"teacher.cache={'memory' if variant == 'mixkd-warm' else 'off'}",
+    ])
+    trainer = Trainer(cfg, workdir / f"run-{os.getpid()}", quiet=True)
+    trainer._build()
+    return trainer
+
+
+def _time_steps(step, steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return time.perf_counter() - start
+
+
+def run_one(spec: dict) -> dict:
+    """Time one variant in this process; `spec` has pair, variant, what, steps, batches, data_root, workdir."""
+    pair, variant, what = spec["pair"], spec["variant"], spec["what"]
+    workdir = Path(spec["workdir"])
+    torch.manual_seed(0)
+    if what == "step":
+        data_args = ["data.name=fashion-mnist", f"data.train_subset={BATCH * 4}"]
+        steps = spec["steps"]
+        if variant == "plain":
+            plain = PlainStep(*PAIRS[pair], 10)
+            x = np.random.default_rng(0).standard_normal((BATCH, 3, 32, 32), dtype=np.float32)
+            y = np.random.default_rng(1).integers(0, 10, BATCH)
+            seconds = _time_steps(lambda: plain(x, y), steps, warmup=3)
+        else:
+            trainer = _trainer(pair, variant, data_args, workdir)
+            batch = next(iter(trainer.data.train))
+            trainer.distiller.train()
+            seconds = _time_steps(lambda: trainer.step(batch, 10), steps, warmup=3)
+        return {"images_per_s": steps * BATCH / seconds, "peak_mb": _peak_mb()}
+
+    data_args = ["data.name=imagefolder", f"data.root={spec['data_root']}"]
+    k = spec["batches"]
+    if variant == "plain":
+        from mixkd.config import load_config
+        from mixkd.data import DATASETS
+
+        source = DATASETS.get("imagefolder")(load_config(None, data_args).data)  # decoded once, from the cache
+        plain = PlainStep(*PAIRS[pair], source.spec.num_classes)
+        loader = _plain_loader(source.train.images, source.train.labels, source.spec.mean, source.spec.std)
+        start = time.perf_counter()
+        for i, (x, y) in enumerate(loader):  # worker start-up is part of an epoch, as in the official loop
+            if i >= k:
+                break
+            plain(x.numpy(), y.numpy())
+        seconds = time.perf_counter() - start
+    else:
+        trainer = _trainer(pair, variant, data_args, workdir)
+        trainer.max_batches = k
+        if variant == "mixkd-warm":
+            trainer._train_epoch(0)  # fills the cache with this epoch's unmixed rows and views
+            trainer.teacher.reset_counters()
+        start = time.perf_counter()
+        trainer._train_epoch(0)
+        seconds = time.perf_counter() - start
+    return {"images_per_s": k * BATCH / seconds, "peak_mb": _peak_mb()}
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def run_benchmark(*, pairs: list[str], what: str, rounds: int, steps: int, batches: int, data_root: str | None,
+                  log=print) -> list[dict]:
+    """Run every (pair, variant) `rounds` times, interleaved, each in a fresh process; return median rows."""
+    if what == "epoch":
+        if not data_root:
+            raise ValueError("the epoch benchmark needs --data-root (e.g. the CIFAR-10 JPEG zip)")
+        from mixkd.config import load_config
+        from mixkd.data import DATASETS
+
+        DATASETS.get("imagefolder")(load_config(None, ["data.name=imagefolder", f"data.root={data_root}"]).data)
+    results: dict[tuple[str, str], list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="mixkd-bench-") as tmp:
+        for r in range(rounds):
+            for pair in pairs:
+                for variant in VARIANTS:
+                    spec = {"pair": pair, "variant": variant, "what": what, "steps": steps, "batches": batches,
+                            "data_root": data_root, "workdir": tmp}
+                    proc = subprocess.run([sys.executable, "-m", "mixkd.engine.bench", json.dumps(spec)],
+                                          capture_output=True, text=True)
+                    if proc.returncode != 0:
+                        raise RuntimeError(f"benchmark {pair}/{variant} failed:\n{proc.stderr[-2000:]}")
+                    out = json.loads(proc.stdout.strip().splitlines()[-1])
+                    results.setdefault((pair, variant), []).append(out)
+                    log(f"round {r + 1}/{rounds} {what} {pair} {variant}: {out['images_per_s']:.0f} img/s, "
+                        f"peak {out['peak_mb']:.0f} MB")
+    rows = []
+    for pair in pairs:
+        base = statistics.median(o["images_per_s"] for o in results[(pair, "plain")])
+        for variant in VARIANTS:
+            runs = results[(pair, variant)]
+            ips = statistics.median(o["images_per_s"] for o in runs)
+            rows.append({"what": what, "pair": pair, "variant": variant, "images_per_s": ips,
+                         "speedup": ips / base, "peak_mb": max(o["peak_mb"] for o in runs),
+                         "all_images_per_s": [round(o["images_per_s"], 1) for o in runs]})
+    return rows
+
+
+LABELS = {
+    "plain": "plain fp32 (DataLoader/numpy PMU/no_grad teacher)",
+    "mixkd": "mixkd defaults, cold",
+    "mixkd-warm": "mixkd defaults, warm cache",
+}
+
+
+def markdown(rows: list[dict], *, what: str, batches: int, steps: int) -> str:
+    """The results as a Markdown table naming the machine."""
+    scope = (f"distillation step only, synthetic batch of {BATCH}, {steps} timed steps" if what == "step" else
+             f"first {batches} batches of a CIFAR-10 epoch (batch {BATCH}) including data loading")
+    out = [f"Machine: {machine_name()}. {scope}; PMU {PMU:.0%}, median of interleaved rounds.", "",
+           "| pair | variant | images/s | vs plain | peak memory (MB) |", "|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['pair']} | {LABELS[r['variant']]} | {r['images_per_s']:.0f} | {r['speedup']:.2f}x | "
+                   f"{r['peak_mb']:.0f} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_one(json.loads(sys.argv[1]))))

@@ -1,0 +1,135 @@
+"""torchrun integration: process-group set-up from the environment, rank helpers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in a (possibly single-process) job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device_setting: str) -> DistInfo:
+    """Join the process group that torchrun describes in the environment (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        use_cuda = device_setting != "cpu" and torch.cuda.is_available()
+        if use_cuda:
+            torch.cuda.set_device(info.local_rank)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return info
+
+
+def resolve_device(setting: str, info: DistInfo) -> torch.device:
+    """`auto` -> this rank's CUDA device when there is one, else the CPU."""
+    if setting == "auto":
+        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    if setting == "cuda":
+        return torch.device("cuda", info.local_rank)
+    return torch.device(setting)
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op in a single process)."""
+    if info.enabled:
+        dist.barrier()
+
+
+def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum a tensor over ranks in place (no-op in a single process)."""
+    if info.enabled:
+        dist.all_reduce(t)
+    return t
+
+
+def cleanup(info: DistInfo) -> None:
+    """Leave the process group."""
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks whose gradient is the sum of the ranks' gradients (every rank's loss uses the sum)."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class GlobalBatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics cover the global batch of all ranks, on any device and backend.
+
+    torch's SyncBatchNorm refuses CPU tensors (it checks for GPU/XPU inputs), so gloo jobs use this one:
+    a differentiable all-reduce of per-channel sums, then of squared deviations (two passes, for accuracy).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise with global-batch statistics in training, with the running ones in eval."""
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        dims = [0, *range(2, x.dim())]
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        xf = x.float()
+        # per-channel sums in float64, as the CPU BatchNorm kernel accumulates: early layers see
+        # near-constant channels (zero padding) whose statistics cancel badly in float32
+        local = torch.cat([xf.sum(dims, dtype=torch.float64), xf.new_full((1,), xf.numel() // xf.shape[1],
+                                                                         dtype=torch.float64)])
+        total = _AllReduceSum.apply(local)
+        n = total[-1]
+        mean = total[:-1] / n
+        centered = xf - mean.float().view(shape)
+        var = _AllReduceSum.apply(centered.square().sum(dims, dtype=torch.float64)) / n
+        y = centered * torch.rsqrt(var + self.eps).float().view(shape)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach().float(), m)
+                self.running_var.lerp_((var.detach() * (n / (n - 1))).float(), m)
+        return y.to(x.dtype)
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Make every BatchNorm compute global-batch statistics: torch's SyncBatchNorm on CUDA, ours elsewhere."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, nn.BatchNorm2d) and not isinstance(module, GlobalBatchNorm):
+        new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats, device=device)
+        new.load_state_dict(module.state_dict())
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        setattr(module, name, convert_sync_batchnorm(child, device))
+    return module

@@ -1,0 +1,40 @@
+"""Accuracy metrics and evaluation over a loader."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mixkd.engine.precision import autocast
+
+
+def topk_correct(logits: Tensor, y: Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
+    """Number of rows whose label is among the top-k logits, for each k (k capped at the class count)."""
+    kmax = min(max(ks), logits.shape[1])
+    top = logits.topk(kmax, dim=1).indices
+    hit = top == y.view(-1, 1)
+    return [int(hit[:, : min(k, kmax)].any(dim=1).sum()) for k in ks]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable, precision: str = "fp32",
+             channels_last: bool = False) -> dict[str, float]:
+    """Top-1, top-5 (percent) and mean cross-entropy of `model` over `batches` (model left in eval mode)."""
+    model.eval()
+    n = correct1 = correct5 = 0
+    loss_sum = 0.0
+    for batch in batches:
+        x = batch.x.contiguous(memory_format=torch.channels_last) if channels_last else batch.x
+        with autocast(x.device.type, precision):
+            logits = model(x)
+        logits = logits.float()
+        loss_sum += float(F.cross_entropy(logits, batch.y, reduction="sum"))
+        c1, c5 = topk_correct(logits, batch.y)
+        correct1 += c1
+        correct5 += c5
+        n += batch.y.numel()
+    n = max(n, 1)
+    return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss_sum / n}

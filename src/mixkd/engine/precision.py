@@ -1,0 +1,87 @@
+"""Numeric precision and memory layout: resolve `auto`, build autocast contexts."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import functools
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 dot products (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Turn `auto` into fp32/bf16/fp16 for the device (chosen by measurement: see README, Speed)."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "fp32"
+
+
+def resolve_teacher_precision(teacher: str, student: str) -> str:
+    """`auto` = the student's precision (bf16 drift on a trained teacher measured small: docs/speed.md)."""
+    return student if teacher == "auto" else teacher
+
+
+def resolve_channels_last(setting: str, device: torch.device) -> bool:
+    """`auto` turns channels_last on for CPU and CUDA, where it measured faster for these CNNs."""
+    if setting == "auto":
+        return device.type in ("cpu", "cuda")
+    return setting == "on"
+
+
+def autocast(device_type: str, precision: str) -> contextlib.AbstractContextManager:
+    """An autocast context for bf16/fp16; for fp32 one that switches off any enclosing autocast."""
+    if precision in _DTYPES:
+        return torch.autocast(device_type=device_type, dtype=_DTYPES[precision])
+    if device_type in ("cpu", "cuda"):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+# mallopt parameter numbers from glibc's malloc.h
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 32 * 2**20
+
+
+@functools.lru_cache(maxsize=1)
+def tune_malloc() -> bool:
+    """Keep freed activation buffers in the heap instead of returning them to the OS every step.
+
+    The same effect as GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=...
+    but set at run time through mallopt, so no re-exec is needed; it applies to allocations made after
+    the call. Skipped when the user set GLIBC_TUNABLES or MIXKD_MALLOC_TUNING=0, and outside glibc.
+    Returns whether it was applied.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("MIXKD_MALLOC_TUNING") == "0":
+        return False
+    if "GLIBC_TUNABLES" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others have no mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+    # the trim threshold is an int here: 2**31 - 1 (2 GiB) is the largest value mallopt accepts
+    ok = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1 and ok
+    return ok

@@ -1,0 +1,388 @@
+"""The training loop. It knows nothing about any KD method: the distiller returns named loss terms."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from mixkd.config import RunConfig, save_config, to_dict
+from mixkd.data import DATASETS, Batch, DataBundle, build_data
+from mixkd.distill import FrozenTeacher, build_distiller, needs_teacher
+from mixkd.distill.cache import build_teacher_cache
+from mixkd.engine import distributed as D
+from mixkd.engine.metrics import evaluate
+from mixkd.engine.precision import (
+    autocast,
+    resolve_channels_last,
+    resolve_precision,
+    resolve_teacher_precision,
+    tune_malloc,
+)
+from mixkd.engine.rundir import RunDir, load_checkpoint, save_checkpoint
+from mixkd.engine.schedule import lr_at, set_lr
+from mixkd.errors import ConfigError, MixkdError
+from mixkd.mixing import MIXERS, MixResult, build_mixer
+from mixkd.models import MODELS, build_model
+from mixkd.models.weights import load_model
+
+
+def derive_seed(*parts: int) -> int:
+    """A 32-bit seed from several integers (seed, epoch, rank, ...) via NumPy's SeedSequence."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def default_out_dir(cfg: RunConfig, config_path: str | None) -> Path:
+    """runs/<name>-<timestamp>, where name is cfg.name, the recipe's file name, or the architecture."""
+    name = cfg.name or (Path(config_path).stem if config_path else cfg.model.arch)
+    return Path("runs") / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+@dataclass
+class Runtime:
+    """Resolved execution settings of this process."""
+
+    device: torch.device
+    precision: str
+    teacher_precision: str
+    channels_last: bool
+    dist: D.DistInfo = field(default_factory=D.DistInfo)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Put a batch in the memory layout the models run in."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def _rng_state() -> dict:
+    # NumPy's state as tensors and ints, so checkpoints load with torch.load(weights_only=True)
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                   "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (model initialisation draws from these)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Builds everything a run needs from its config and trains it epoch by epoch."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, *, resume: bool = False, quiet: bool = False) -> None:
+        self.cfg = cfg
+        self.run = RunDir(run_dir)
+        self.resume = resume
+        self.quiet = quiet
+        self.max_batches: int | None = None  # benchmarks time the first K batches of an epoch
+        dist = D.init_distributed(cfg.runtime.device)
+        device = D.resolve_device(cfg.runtime.device, dist)
+        precision = resolve_precision(cfg.runtime.precision, device)
+        if precision == "fp16" and device.type != "cuda":
+            raise ConfigError("runtime.precision: fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        self.rt = Runtime(device, precision, resolve_teacher_precision(cfg.teacher.precision, precision),
+                          resolve_channels_last(cfg.runtime.channels_last, device), dist)
+        if self.rt.teacher_precision == "fp16" and device.type != "cuda":
+            raise ConfigError("teacher.precision: fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        if cfg.runtime.threads:
+            torch.set_num_threads(cfg.runtime.threads)
+        if device.type == "cpu":
+            tune_malloc()
+        self._check_before_work()
+
+    # ------------------------------------------------------------------ set-up
+    def _check_before_work(self) -> None:
+        """Fail fast on inputs that would otherwise break after minutes of work."""
+        cfg = self.cfg
+        MODELS.get(cfg.model.arch)  # unknown names raise here, before any data is read
+        DATASETS.get(cfg.data.name)
+        MIXERS.get(cfg.mixing.name)
+        if cfg.teacher.arch:
+            MODELS.get(cfg.teacher.arch)
+        if needs_teacher(cfg.distill.method):
+            if not cfg.teacher.checkpoint:
+                raise ConfigError(
+                    f"distill.method={cfg.distill.method} needs a teacher: pass teacher.checkpoint=PATH "
+                    "(and teacher.arch=NAME for community checkpoints)"
+                )
+            if not Path(cfg.teacher.checkpoint).is_file():
+                raise ConfigError(f"teacher.checkpoint: no file at {cfg.teacher.checkpoint}")
+        if self.resume:
+            if not self.run.last.exists():
+                raise MixkdError(f"cannot resume: {self.run.last} does not exist")
+        else:
+            self.run.check_new()
+
+    def _build(self) -> None:
+        cfg, rt = self.cfg, self.rt
+        seed_everything(cfg.seed)
+        self.data: DataBundle = build_data(cfg.data, device=rt.device, seed=cfg.seed,
+                                           rank=rt.dist.rank, world_size=rt.dist.world_size)
+        num_classes = self.data.spec.num_classes
+        self.model = build_model(cfg.model.arch, num_classes).to(rt.device)
+        if rt.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.teacher = self._build_teacher(num_classes)
+        student: nn.Module = self.model
+        if cfg.runtime.sync_bn and rt.dist.enabled:
+            student = D.convert_sync_batchnorm(student, rt.device)
+            self.model = student
+        if rt.dist.enabled:
+            ids = [rt.device.index] if rt.device.type == "cuda" else None
+            student = nn.parallel.DistributedDataParallel(student, device_ids=ids)
+        self.train_forward = torch.compile(student) if cfg.runtime.compile else student
+        self.distiller = build_distiller(cfg.distill, self.train_forward, self.teacher)
+        self.mixer = build_mixer(cfg.mixing)
+        o = cfg.optim
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=o.lr, momentum=o.momentum,
+                                         nesterov=o.nesterov, weight_decay=o.weight_decay)
+        self.scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.precision == "fp16")
+
+    def _build_teacher(self, num_classes: int) -> FrozenTeacher | None:
+        cfg = self.cfg
+        if not needs_teacher(cfg.distill.method):
+            return None
+        model = load_model(cfg.teacher.checkpoint, arch=cfg.teacher.arch)
+        if getattr(model, "num_classes", num_classes) != num_classes:
+            raise ConfigError(
+                f"teacher {cfg.teacher.checkpoint} has {model.num_classes} classes but {cfg.data.name} has "
+                f"{num_classes}; distil on the dataset the teacher was trained on"
+            )
+        model = model.to(self.rt.device)
+        if self.rt.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        cache = build_teacher_cache(cfg, model, self.data, self.rt.teacher_precision, self.rt.channels_last)
+        return FrozenTeacher(model, self.rt.teacher_precision, cache, channels_last=self.rt.channels_last)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, epoch: int, best: dict, elapsed: float, teacher_eval: dict | None) -> dict:
+        spec = self.data.spec
+        return {
+            "arch": self.cfg.model.arch,
+            "num_classes": spec.num_classes,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]},
+            "scaler": self.scaler.state_dict(),
+            "epoch": epoch,
+            "rng": _rng_state(),
+            "config": to_dict(self.cfg),
+            "dataset": {"name": spec.name, "classes": list(spec.classes), "mean": list(spec.mean),
+                        "std": list(spec.std), "image_size": spec.image_size},
+            "best": best,
+            "elapsed_s": elapsed,
+            "teacher_eval": teacher_eval,
+        }
+
+    # ------------------------------------------------------------------ loop
+    def _train_epoch(self, epoch: int) -> dict:
+        cfg, rt = self.cfg, self.rt
+        loader = self.data.train
+        loader.set_epoch(epoch)
+        self.mixer.reseed(derive_seed(cfg.seed, 1, epoch, rt.dist.rank))
+        self.distiller.train()
+        num_classes = self.data.spec.num_classes
+        sums: dict[str, torch.Tensor] = {}
+        correct = torch.zeros((), device=rt.device)
+        seen = 0
+        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
+                   disable=self.quiet or not rt.dist.is_main or not sys.stderr.isatty(), dynamic_ncols=True)
+        start = time.perf_counter()
+        for step, batch in enumerate(loader):
+            if self.max_batches is not None and step >= self.max_batches:
+                break
+            mix, logits, terms, loss = self.step(batch, num_classes)
+            with torch.no_grad():
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + v.detach().float()
+                pred = logits.detach().argmax(dim=1)
+                own = (pred == batch.y).float()
+                other = (pred == batch.y[mix.partner]).float()
+                correct += (mix.lam * own + (1.0 - mix.lam) * other).sum()
+            seen += batch.y.numel()
+            if step % 20 == 0 or step == len(loader) - 1:
+                value = float(loss.detach())
+                if not np.isfinite(value):
+                    raise MixkdError(
+                        f"the loss became {value} at epoch {epoch + 1}, step {step}; "
+                        "lower optim.lr or use runtime.precision=fp32"
+                    )
+                bar.set_postfix(loss=f"{value:.3f}", img_s=f"{seen * rt.dist.world_size / (time.perf_counter() - start):.0f}")
+            bar.update(1)
+        bar.close()
+        seconds = time.perf_counter() - start
+        steps = max(1, min(len(loader), self.max_batches or len(loader)))
+        totals = torch.stack([correct, torch.tensor(float(seen), device=rt.device)]
+                             + [sums[k] for k in sorted(sums)])
+        D.all_reduce_sum(totals, rt.dist)
+        w = rt.dist.world_size
+        out = {"train_loss": float(totals[2:].sum()) / (steps * w), "train_top1": 100.0 * float(totals[0] / totals[1])}
+        out.update({f"train_{k}": float(v) / (steps * w) for k, v in zip(sorted(sums), totals[2:])})
+        out["train_seconds"] = seconds
+        out["images_per_s"] = float(totals[1]) / seconds
+        if self.teacher is not None and self.teacher.cache is not None:
+            hits, queries = self.teacher.reset_counters()
+            out["teacher_cache_hit_rate"] = hits / queries if queries else 0.0
+        return out
+
+    def step(self, batch: Batch, num_classes: int) -> tuple[MixResult, Tensor, dict[str, Tensor], Tensor]:
+        """One optimisation step on `batch`: mix, distil, backward, update. Returns (mix, logits, terms, loss)."""
+        rt = self.rt
+        mix = self.mixer(rt.prepare(batch.x), batch.y, num_classes)
+        with autocast(rt.device.type, rt.precision):
+            logits, terms = self.distiller(mix, batch.index, batch.view)
+        loss = sum(terms.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return mix, logits, terms, loss
+
+    def _evaluate(self, model: nn.Module) -> dict:
+        return evaluate(model, self.data.test, self.rt.precision, self.rt.channels_last)
+
+    def fit(self) -> dict:
+        """Train (or resume) to the configured number of epochs; return the summary."""
+        cfg, rt, run = self.cfg, self.rt, self.run
+        self._build()
+        main = rt.dist.is_main
+        start_epoch, best, elapsed, teacher_eval = 0, {"top1": -1.0, "top5": 0.0, "epoch": 0}, 0.0, None
+        if self.resume:
+            state = load_checkpoint(run.last)
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            _set_rng_state(state["rng"])
+            start_epoch, best, elapsed = state["epoch"], state["best"], state["elapsed_s"]
+            teacher_eval = state.get("teacher_eval")
+            if main:
+                run.truncate_metrics(start_epoch)
+        elif main:
+            run.path.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run.config)
+        if self.teacher is not None and teacher_eval is None:
+            teacher_eval = self._evaluate(self.teacher.model)
+            self._say(f"teacher {cfg.teacher.arch or getattr(self.teacher.model, 'arch', '?')}: "
+                      f"top-1 {teacher_eval['top1']:.2f}%  top-5 {teacher_eval['top5']:.2f}% on {cfg.data.name} test")
+            if main:
+                run.write_json("teacher.json", teacher_eval)
+        writer = self._tensorboard() if main else None
+        if main and start_epoch == 0:
+            self._say(f"training {cfg.model.arch} on {self.data.spec.name} ({self.data.train.num_samples} images, "
+                      f"{rt.device}, {rt.precision}) -> {run.path}")
+        for epoch in range(start_epoch, cfg.optim.epochs):
+            t0 = time.perf_counter()
+            lr = lr_at(cfg.optim, epoch)
+            set_lr(self.optimizer, lr)
+            row = {"epoch": epoch + 1, "lr": lr, **self._train_epoch(epoch)}
+            test = self._evaluate(self.model)
+            row.update({"test_loss": test["loss"], "top1": test["top1"], "top5": test["top5"]})
+            row["seconds"] = time.perf_counter() - t0
+            elapsed += row["seconds"]
+            is_best = test["top1"] > best["top1"]
+            if is_best:
+                best = {"top1": test["top1"], "top5": test["top5"], "epoch": epoch + 1}
+            if main:
+                run.append_metrics(row)
+                state = self._state(epoch + 1, best, elapsed, teacher_eval)
+                save_checkpoint(state, run.last)
+                if is_best:
+                    save_checkpoint(state, run.best)
+                if writer is not None:
+                    for k, v in row.items():
+                        if k != "epoch":
+                            writer.add_scalar(k, v, epoch + 1)
+                self._say(f"epoch {epoch + 1}/{cfg.optim.epochs}  lr {lr:.4g}  loss {row['train_loss']:.4f}  "
+                          f"train {row['train_top1']:.2f}%  test top-1 {test['top1']:.2f}%  top-5 {test['top5']:.2f}%  "
+                          f"{row['seconds']:.1f}s")
+            D.barrier(rt.dist)
+        summary = self._summary(best, elapsed, teacher_eval)
+        if main:
+            run.write_json("summary.json", summary)
+            if writer is not None:
+                writer.close()
+        D.cleanup(rt.dist)
+        return summary
+
+    def _summary(self, best: dict, elapsed: float, teacher_eval: dict | None) -> dict:
+        cfg = self.cfg
+        rows = self.run.read_metrics() if self.rt.dist.is_main else []
+        last = rows[-1] if rows else {}
+        summary = {
+            "name": cfg.name,
+            "model": cfg.model.arch,
+            "params": sum(p.numel() for p in self.model.parameters()),
+            "dataset": cfg.data.name,
+            "method": cfg.distill.method,
+            "mixing": {"name": cfg.mixing.name, "fraction": cfg.mixing.fraction, "alpha": cfg.mixing.alpha,
+                       "sampling": cfg.mixing.sampling},
+            "epochs": cfg.optim.epochs,
+            "best_top1": best["top1"],
+            "best_top5": best["top5"],
+            "best_epoch": best["epoch"],
+            "last_top1": last.get("top1"),
+            "last_top5": last.get("top5"),
+            "wall_time_s": elapsed,
+            "seed": cfg.seed,
+            "device": str(self.rt.device),
+            "precision": self.rt.precision,
+            "world_size": self.rt.dist.world_size,
+        }
+        if teacher_eval is not None:
+            model = self.teacher.model if self.teacher is not None else None
+            summary["teacher"] = {
+                "checkpoint": cfg.teacher.checkpoint,
+                "arch": cfg.teacher.arch or getattr(model, "arch", None),
+                "top1": teacher_eval["top1"],
+                "top5": teacher_eval["top5"],
+                "precision": self.rt.teacher_precision,
+            }
+        return summary
+
+    def _tensorboard(self):
+        if not self.cfg.runtime.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # TensorBoard is an optional extra
+            return None
+        return SummaryWriter(log_dir=str(self.run.path / "tensorboard"))
+
+    def _say(self, text: str) -> None:
+        if not self.quiet and self.rt.dist.is_main:
+            tqdm.write(text, file=sys.stderr)
+
+
+def train(cfg: RunConfig, out: str | Path | None = None, *, config_path: str | None = None,
+          resume: bool = False, quiet: bool = False) -> dict:
+    """Run (or resume) one training/distillation run; returns its summary."""
+    run_dir = Path(out) if out else default_out_dir(cfg, config_path)
+    return Trainer(cfg, run_dir, resume=resume, quiet=quiet).fit()
+
+
+def read_summary(run_dir: str | Path) -> dict:
+    """The summary.json of a finished run."""
+    return json.loads((Path(run_dir) / "summary.json").read_text())

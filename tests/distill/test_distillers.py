@@ -1,0 +1,58 @@
+import torch
+
+from mixkd.config import DistillConfig, MixingConfig, load_config
+from mixkd.distill import DISTILLERS, FrozenTeacher, build_distiller
+from mixkd.distill.losses import hinton_kd, kl_batchmean, soft_cross_entropy, std_rescale
+from mixkd.engine.trainer import Trainer
+from mixkd.mixing import build_mixer
+from mixkd.models import build_model
+from tests.conftest import TINY, requires_fmnist
+
+
+def _pair():
+    torch.manual_seed(0)
+    return build_model("resnet8", 10), FrozenTeacher(build_model("resnet14", 10))
+
+
+def test_registry_names_the_methods():
+    assert {"ce", "kd", "mixkd", "logitstd"} <= set(DISTILLERS.names())
+
+
+def test_mixkd_terms_are_the_papers_objective():
+    student, teacher = _pair()
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    mix = build_mixer(MixingConfig(name="mixup", fraction=0.5), seed=0)(x, y, 10)
+    d = build_distiller(DistillConfig(method="mixkd"), student, teacher)
+    d.train()
+    logits, terms = d(mix)
+    t = teacher.model(mix.x)
+    s = student(mix.x)
+    torch.testing.assert_close(terms["ce"], 0.1 * soft_cross_entropy(std_rescale(s), mix.target))
+    torch.testing.assert_close(terms["kd"], 0.9 * kl_batchmean(std_rescale(s), std_rescale(t)))
+    kd = build_distiller(DistillConfig(method="kd", temperature=4.0), student, teacher)
+    _, terms = kd(mix)
+    torch.testing.assert_close(terms["kd"], 0.9 * hinton_kd(s, t, 4.0), rtol=1e-4, atol=1e-5)
+
+
+def test_teacher_stays_in_eval_mode_without_gradients():
+    student, teacher = _pair()
+    d = build_distiller(DistillConfig(method="kd"), student, teacher)
+    d.train()
+    assert student.training and not teacher.training and not teacher.model.training
+    assert not any(p.requires_grad for p in teacher.parameters())
+
+
+@requires_fmnist
+def test_short_distillation_leaves_teacher_weights_and_bn_stats_unchanged(tmp_path):
+    teacher_dir = tmp_path / "teacher"
+    Trainer(load_config(None, TINY + ["optim.epochs=1", "optim.milestones=[]"]), teacher_dir, quiet=True).fit()
+    cfg = load_config(None, TINY + ["optim.epochs=1", "optim.milestones=[]", "distill.method=mixkd", "mixing.name=mixup",
+                                    "mixing.fraction=0.5", f"teacher.checkpoint={teacher_dir / 'last.pt'}"])
+    trainer = Trainer(cfg, tmp_path / "student", quiet=True)
+    summary = trainer.fit()
+    before = torch.load(teacher_dir / "last.pt", weights_only=False)["model"]
+    after = trainer.teacher.model.state_dict()
+    assert set(before) == set(after)
+    for k in before:
+        assert torch.equal(before[k], after[k]), k  # includes BatchNorm running_mean/var and counters
+    assert summary["teacher"]["top1"] > 10 and "best_top1" in summary

@@ -1,0 +1,69 @@
+import json
+
+import pytest
+import torch
+
+from mixkd.config import load_config
+from mixkd.engine.rundir import load_checkpoint
+from mixkd.engine.trainer import train
+from mixkd.errors import CheckpointError, MixkdError
+from tests.conftest import TINY, requires_fmnist
+
+pytestmark = requires_fmnist
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    summary = train(load_config(None, TINY), out, quiet=True)
+    return out, summary
+
+
+def test_run_directory_is_complete(finished_run):
+    out, summary = finished_run
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "last.pt", "best.pt"):
+        assert (out / name).is_file(), name
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for key in ("lr", "train_loss", "train_top1", "test_loss", "top1", "top5", "seconds"):
+        assert all(key in r for r in rows), key
+    assert rows[2]["lr"] == pytest.approx(0.005)  # x0.1 after the milestone
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+    for key in ("best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "epochs", "wall_time_s",
+                "model", "params"):
+        assert key in on_disk, key
+    assert on_disk["last_top1"] == rows[-1]["top1"]
+    assert on_disk["best_top1"] == max(r["top1"] for r in rows)
+    # better than chance (10 classes) after 3 short epochs on real data
+    assert on_disk["best_top1"] > 30
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["epoch"] == 3 and ckpt["arch"] == "resnet8" and set(ckpt["rng"]) >= {"torch", "numpy", "python"}
+
+
+def test_saved_config_reruns_the_same_experiment(finished_run, tmp_path):
+    out, summary = finished_run
+    again = train(load_config(out / "config.yaml"), tmp_path / "again", quiet=True)
+    assert again["best_top1"] == summary["best_top1"] and again["last_top1"] == summary["last_top1"]
+    a = load_checkpoint(out / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "again" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_existing_run_is_not_overwritten(finished_run):
+    out, _ = finished_run
+    before = (out / "last.pt").read_bytes()
+    with pytest.raises(MixkdError, match="--resume"):
+        train(load_config(None, TINY), out, quiet=True)
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(finished_run, tmp_path):
+    out, _ = finished_run
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.yaml").write_text((out / "config.yaml").read_text())
+    data = (out / "last.pt").read_bytes()
+    (bad / "last.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        train(load_config(bad / "config.yaml"), bad, resume=True, quiet=True)
