@@ -23,6 +23,7 @@ def _error(capsys, monkeypatch, *args: str) -> str:
         (["train", "no/such/recipe.yaml"], ["no/such/recipe.yaml", "not found"]),
         (["train", "configs/quickstart/teacher.yaml", "optim.lrr=0.1"], ["optim.lrr", "did you mean optim.lr"]),
         (["train", "configs/quickstart/teacher.yaml", "optim.lr=-1"], ["optim.lr", "> 0"]),
+        (["train", "configs/quickstart/teacher.yaml", "--quiet", "optim.lr=-1"], ["optim.lr", "> 0"]),
         (["train", "configs/quickstart/teacher.yaml", "optim.milestones=[500]"], ["optim.milestones", "epochs"]),
         (["train", "configs/quickstart/teacher.yaml", "model.arch=resnet21"], ["resnet21", "resnet20"]),
         (["train", "configs/quickstart/teacher.yaml", "data.name=cifar100", "data.root=/nonexistent",

@@ -14,6 +14,10 @@ COMMAND_MODULES = [
     "mixkd.commands.train",
     "mixkd.commands.quickstart",
     "mixkd.commands.info",
+    "mixkd.commands.analyze",
+    "mixkd.commands.attack",
+    "mixkd.commands.sweep",
+    "mixkd.commands.report",
 ]
 
 
@@ -31,7 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mixkd` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may also follow options (`mixkd train R.yaml --out X optim.lr=0.1`)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = list(args.overrides or []) + extra
     try:
         result = args.func(args)
     except MixkdError as e:

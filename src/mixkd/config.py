@@ -148,7 +148,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             except ConfigError:
                 continue
     elif origin is Literal:
-        if isinstance(value, bool) and {"on", "off"} <= set(typing.get_args(tp)):
+        if isinstance(value, bool) and ("on" if value else "off") in typing.get_args(tp):
             return "on" if value else "off"  # YAML reads a bare on/off as a boolean
         if value in typing.get_args(tp):
             return value

@@ -13,6 +13,8 @@ import torch
 from mixkd.errors import CheckpointError, MixkdError
 
 CHECKPOINT_FORMAT = "mixkd"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: Path, write: Any) -> None:
@@ -24,6 +26,7 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

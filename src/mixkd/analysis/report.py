@@ -1,0 +1,129 @@
+"""Tables of finished runs read from their run directories; runs that differ only by seed are averaged."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from mixkd.analysis.loading import unique_labels
+from mixkd.analysis.tables import fmt, markdown_table, write_csv, write_text
+from mixkd.errors import MixkdError
+
+METRICS = ("best_top1", "best_top5", "last_top1", "last_top5", "teacher_top1")
+_HEADERS = {"best_top1": "best top-1", "best_top5": "best top-5", "last_top1": "last top-1",
+            "last_top5": "last top-5", "teacher_top1": "teacher top-1"}
+
+
+@dataclass
+class Run:
+    """A finished run directory."""
+
+    path: Path
+    summary: dict
+    config: dict
+
+    @property
+    def label(self) -> str:
+        """The run directory's name."""
+        return self.path.name
+
+    def metric(self, key: str) -> float | None:
+        """A METRICS value (teacher_top1 from summary.json's teacher entry)."""
+        if key == "teacher_top1":
+            return (self.summary.get("teacher") or {}).get("top1")
+        return self.summary.get(key)
+
+
+def find_runs(paths: Sequence[str | Path]) -> list[Run]:
+    """Run directories named directly, or found (summary.json) anywhere under the given folders."""
+    runs: list[Run] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise MixkdError(f"{p}: no such run directory or folder")
+        found = [p] if (p / "summary.json").is_file() else sorted(s.parent for s in p.rglob("summary.json"))
+        if not found:
+            raise MixkdError(f"{p}: no finished run (summary.json) in it or below it; did the run finish?")
+        for d in found:
+            cfg = yaml.safe_load((d / "config.yaml").read_text()) if (d / "config.yaml").is_file() else {}
+            runs.append(Run(d, json.loads((d / "summary.json").read_text()), cfg or {}))
+    return list({r.path.resolve(): r for r in runs}.values())
+
+
+def _seedless(cfg: dict) -> str:
+    return json.dumps({k: v for k, v in cfg.items() if k not in ("seed", "name")}, sort_keys=True, default=str)
+
+
+def group_by_seed(runs: Sequence[Run]) -> list[list[Run]]:
+    """Runs whose configs are equal except for the seed (and name) form one group; order of first appearance."""
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(_seedless(r.config) if r.config else str(r.path), []).append(r)
+    return list(groups.values())
+
+
+def group_label(group: Sequence[Run]) -> str:
+    """The runs' common name with any seed part removed, or the first run's name."""
+    if len(group) == 1:
+        return group[0].label
+    names = {re.sub(r"[_-]?seed[-=_]?\d+", "", r.label) for r in group}
+    return names.pop() if len(names) == 1 and "" not in names else f"{group[0].label} (+{len(group) - 1})"
+
+
+def _mixing(s: dict) -> str:
+    m = s.get("mixing") or {}
+    if m.get("name", "none") == "none":
+        return "none"
+    frac = m.get("fraction", 1.0)
+    kind = "FMU" if frac == 1.0 else f"PMU {100 * frac:g}%"
+    return f"{kind} α={m.get('alpha', 1.0):g}"
+
+
+def report_rows(runs: Sequence[Run]) -> list[dict]:
+    """One row per seed group: description, run count and mean/std of every metric."""
+    rows = []
+    groups = group_by_seed(runs)
+    labels = unique_labels([g[0].path for g in groups], [group_label(g) for g in groups])
+    for g, label in zip(groups, labels, strict=True):
+        s = g[0].summary
+        row = {"run": label, "model": s.get("model"), "method": s.get("method"),
+               "mixing": _mixing(s), "teacher": (s.get("teacher") or {}).get("arch"),
+               "epochs": s.get("epochs"), "seeds": len(g), "dirs": " ".join(str(r.path) for r in g)}
+        for k in METRICS:
+            vals = [v for v in (r.metric(k) for r in g) if v is not None]
+            row[f"{k}_mean"] = float(np.mean(vals)) if vals else None
+            row[f"{k}_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
+        rows.append(row)
+    return rows
+
+
+def _cell(row: dict, key: str) -> str:
+    mean, std = row[f"{key}_mean"], row[f"{key}_std"]
+    return fmt(mean) if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def markdown_report(rows: Sequence[dict]) -> str:
+    """The Markdown table (accuracies in %, mean ± sample std over seeds where there are several)."""
+    header = ["run", "model", "method", "mixing", "teacher", "epochs", "seeds", *(_HEADERS[k] for k in METRICS)]
+    body = [[r["run"], r["model"], r["method"], r["mixing"], r["teacher"], r["epochs"], r["seeds"],
+             *(_cell(r, k) for k in METRICS)] for r in rows]
+    note = ("\nTop-1/top-5 test accuracy (%). *best* = the best epoch's, *last* = the final epoch's; "
+            "mean ± sample std over seeds where a row has several.\n")
+    return markdown_table(header, body) + note
+
+
+def write_report(runs: Sequence[Run], out: Path, title: str = "Test accuracy") -> dict[str, Path]:
+    """report.md, report.csv and curves.png (test top-1 per epoch of every run) in `out`."""
+    from mixkd.analysis.curves import plot_test_accuracy
+
+    rows = report_rows(runs)
+    md = write_text(out / "report.md", f"# {title}\n\n" + markdown_report(rows))
+    csv = write_csv(out / "report.csv", rows)
+    names = unique_labels([r.path for r in runs], [r.label for r in runs])
+    png = plot_test_accuracy(dict(zip(names, (r.path for r in runs), strict=True)), out / "curves.png", title=title)
+    return {"markdown": md, "csv": csv, "figure": png}

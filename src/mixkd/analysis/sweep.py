@@ -1,0 +1,465 @@
+"""Sweeps: a recipe + a grid of config values -> one ordinary run directory per point, run as subprocesses.
+
+A spec (YAML, paths in it relative to the spec file except run/checkpoint paths, which are relative to the
+working directory like every mixkd path):
+
+    recipe: ../cifar100/scenarios/base.yaml      # optional base recipe
+    out: runs/paper/figures/fig5                 # where the point directories go
+    vars: {teachers: runs/paper/cifar100/teachers}   # placeholders (command line: vars.teachers=DIR)
+    overrides:                                   # every point; "{axis}" in a string is that axis's label
+      teacher.checkpoint: "{teachers}/{teacher}/best.pt"
+    grid:                                        # the product of the axes, in this order
+      distill.temperature: [4, 1]                # a config key and its values
+      S: {key: model.arch, values: [resnet20, resnet56]}      # the same with a short axis name
+      teacher:                                   # named values whose keys move together
+        resnet20: {teacher.arch: resnet20, teacher.checkpoint: runs/teachers/resnet20/best.pt}
+      scenario:                                  # named recipes as one axis
+        T-S: {recipe: ../cifar100/scenarios/T-S-T4.yaml}
+    figures:                                     # drawn from results.csv (means over the other axes)
+      - {kind: heatmap, file: fig5.png, rows: teacher, cols: S, panels: distill.temperature}
+    commands: ["mixkd attack {points} --eps 0 2/255 --out {out}/attack"]   # after every point finished
+
+Point directories are named AXIS-LABEL_AXIS-LABEL..., or by the `name:` template ("{set}/{arch}").
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from mixkd.analysis.tables import markdown_table, write_csv, write_text
+from mixkd.config import load_config, parse_override
+from mixkd.errors import ConfigError
+from mixkd.registry import Registry
+
+RESULT_COLUMNS = ("best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "teacher_top1", "wall_time_s")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One dimension of the grid: labelled values, each a set of config keys (and maybe a recipe)."""
+
+    name: str
+    labels: tuple[str, ...]
+    values: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of the sweep."""
+
+    name: str
+    coords: dict[str, str]
+    recipe: Path | None
+    overrides: tuple[str, ...]
+
+    def config(self):
+        """The validated RunConfig of this point."""
+        return load_config(self.recipe, self.overrides)
+
+
+@dataclass
+class SweepSpec:
+    """A parsed sweep spec."""
+
+    path: Path
+    recipe: Path | None
+    out: Path
+    overrides: dict[str, Any]
+    axes: list[Axis]
+    figures: list[dict] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)  # mixkd command lines run after the grid ({out} filled)
+    vars: dict[str, str] = field(default_factory=dict)  # {name} placeholders usable in strings and `name`
+    name: str | None = None  # template of the point directory names, e.g. "{set}/{arch}"
+
+    def points(self, extra: Sequence[str] = ()) -> list[Point]:
+        """Every point of the grid, with `extra` KEY=VALUE overrides applied last."""
+        pts = []
+        for combo in itertools.product(*(range(len(a.labels)) for a in self.axes)):
+            coords = {a.name: a.labels[i] for a, i in zip(self.axes, combo, strict=True)}
+            env = {**self.vars, "out": str(self.out), **coords}
+            keys: dict[str, Any] = dict(self.overrides)
+            recipe = self.recipe
+            for a, i in zip(self.axes, combo, strict=True):
+                for k, v in a.values[i].items():
+                    if k == "recipe":
+                        recipe = (self.path.parent / v).resolve()
+                    else:
+                        keys[k] = v
+            texts = [f"{k}={_yaml_value(_fill(v, env, self.path))}" for k, v in keys.items()]
+            if self.name:
+                name = "/".join(_slug(part) for part in _fill(self.name, env, self.path).split("/"))
+            else:
+                name = "_".join(f"{_slug(a)}-{_slug(label)}" for a, label in coords.items()) or "point"
+            pts.append(Point(name, coords, recipe, tuple(texts) + tuple(extra)))
+        return pts
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in ".-+" else "-" for ch in str(text)).rstrip("-") or "x"
+
+
+def _yaml_value(v: Any) -> str:
+    """A value as override text that parses back to the same value."""
+    if isinstance(v, str):
+        try:
+            same = yaml.safe_load(v) == v
+        except yaml.YAMLError:
+            same = False
+        return v if same else json.dumps(v)
+    return json.dumps(v)
+
+
+def _fill(v: Any, env: dict[str, str], spec: Path) -> Any:
+    if not isinstance(v, str) or "{" not in v:
+        return v
+    try:
+        return v.format_map(env)
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(f"{spec}: {v!r} names {e}, but the placeholders are: {', '.join(env)}") from None
+
+
+def _label(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _parse_axis(name: str, raw: Any, spec: Path) -> Axis:
+    where = f"{spec}: grid axis {name!r}"
+    if isinstance(raw, list):
+        key, values, labels = name, raw, None
+    elif isinstance(raw, dict) and "key" in raw and "values" in raw:
+        key, values, labels = raw["key"], raw["values"], raw.get("labels")
+        extra = set(raw) - {"key", "values", "labels"}
+        if extra:
+            raise ConfigError(f"{where}: unexpected {', '.join(sorted(extra))} (allowed: key, values, labels)")
+    elif isinstance(raw, dict):
+        bad = [lbl for lbl, v in raw.items() if not isinstance(v, dict) or not v]
+        if bad:
+            raise ConfigError(f"{where}: value {bad[0]!r} must map config keys (or recipe) to values, e.g. "
+                              "{teacher.arch: resnet56, teacher.checkpoint: PATH}")
+        return Axis(name, tuple(map(str, raw)), tuple(raw.values()))
+    else:
+        raise ConfigError(f"{where}: give a list of values, {{key: ..., values: [...]}}, or named values")
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}: needs a non-empty list of values")
+    labels = [_label(v) for v in values] if labels is None else [str(x) for x in labels]
+    if len(labels) != len(values):
+        raise ConfigError(f"{where}: {len(labels)} labels for {len(values)} values")
+    return Axis(name, tuple(labels), tuple({key: v} for v in values))
+
+
+def load_spec(path: str | Path, out: str | Path | None = None, settings: Sequence[str] = ()) -> SweepSpec:
+    """Read and check a sweep spec (the grid, its recipes and figures) before any run starts.
+
+    `settings` are `vars.NAME=VALUE` (a spec variable) and `grid.AXIS=[...]` (that axis's values, or for an
+    axis of named values the labels to keep) given on the command line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep spec {path} not found; see configs/paper/figures/ for examples")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    allowed = {"recipe", "out", "overrides", "grid", "figures", "commands", "vars", "name"}
+    unknown = set(raw) - allowed
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(allowed))}")
+    if not raw.get("grid"):
+        raise ConfigError(f"{path}: no grid: add `grid:` with at least one axis")
+    recipe = (path.parent / raw["recipe"]).resolve() if raw.get("recipe") else None
+    if recipe is not None and not recipe.is_file():
+        raise ConfigError(f"{path}: recipe {raw['recipe']} not found (paths are relative to the spec file)")
+    overrides = raw.get("overrides") or {}
+    if isinstance(overrides, list):  # also accept ["key=value", ...]
+        overrides = {t.split("=", 1)[0]: next(iter(_leaves(parse_override(t)))) for t in overrides}
+    grid = dict(raw.get("grid") or {})
+    variables = {str(k): str(v) for k, v in (raw.get("vars") or {}).items()}
+    for text in settings:
+        _apply_setting(text, grid, variables, path)
+    axes = [_parse_axis(n, v, path) for n, v in grid.items()]
+    commands = raw.get("commands") or []
+    if not isinstance(commands, list) or not all(isinstance(c, str) and c.split()[:1] == ["mixkd"]
+                                                 for c in commands):
+        raise ConfigError(f"{path}: commands must be a list of `mixkd ...` command lines")
+    spec = SweepSpec(path, recipe, Path(out or raw.get("out") or f"runs/sweeps/{path.stem}"), overrides, axes,
+                     list(raw.get("figures") or []), commands, variables, raw.get("name"))
+    names = [p.name for p in spec.points()]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: the `name` template {spec.name!r} gives several points the same directory; "
+                          "use every axis in it")
+    for a in axes:
+        for v in a.values:
+            if "recipe" in v and not (path.parent / v["recipe"]).is_file():
+                raise ConfigError(f"{path}: axis {a.name!r}: recipe {v['recipe']} not found "
+                                  "(paths are relative to the spec file)")
+    for fig in spec.figures:
+        check_figure(fig, spec)
+    return spec
+
+
+def _apply_setting(text: str, grid: dict, variables: dict, path: Path) -> None:
+    """Apply one `vars.NAME=VALUE` or `grid.AXIS=[...]` command-line setting to the raw spec."""
+    key, _, value = text.partition("=")
+    kind, _, name = key.partition(".")
+    if kind == "vars" and name:
+        variables[name] = value
+        return
+    if kind != "grid" or name not in grid:
+        raise ConfigError(f"{text!r}: write vars.NAME=VALUE or grid.AXIS=[v1,v2] with AXIS one of: "
+                          f"{', '.join(grid)}")
+    values = yaml.safe_load(value)
+    values = values if isinstance(values, list) else [values]
+    axis = grid[name]
+    if isinstance(axis, dict) and not ("key" in axis and "values" in axis):
+        missing = [v for v in values if str(v) not in axis]
+        if missing:
+            raise ConfigError(f"{text!r}: axis {name!r} has no value {missing[0]!r}; it has {', '.join(axis)}")
+        grid[name] = {str(v): axis[str(v)] for v in values}
+    elif isinstance(axis, dict):
+        grid[name] = {"key": axis["key"], "values": values}
+    else:
+        grid[name] = values
+
+
+def _leaves(tree: dict) -> list:
+    out = []
+    for v in tree.values():
+        out += _leaves(v) if isinstance(v, dict) else [v]
+    return out
+
+
+# --------------------------------------------------------------------------- running
+
+
+def status(run_dir: Path) -> str:
+    """'done' (summary.json), 'partial' (last.pt only: resumable) or 'new'."""
+    if (run_dir / "summary.json").is_file():
+        return "done"
+    return "partial" if (run_dir / "last.pt").is_file() else "new"
+
+
+def command_for(point: Point, run_dir: Path) -> list[str]:
+    """The `python -m mixkd train|distill ...` command that runs (or resumes) this point."""
+    from mixkd.distill import needs_teacher
+
+    verb = "distill" if needs_teacher(point.config().distill.method) else "train"
+    base = [sys.executable, "-m", "mixkd", verb]
+    if status(run_dir) == "partial":
+        return base + ["--resume", str(run_dir), "--quiet"]
+    return base + ([str(point.recipe)] if point.recipe else []) + list(point.overrides) + [
+        "--out", str(run_dir), "--quiet"]
+
+
+def check_points(points: Sequence[Point], out: Path, require_teachers: bool = True) -> dict[str, str]:
+    """Validate every point's config before the first run starts; {point: teacher path} of missing teachers.
+
+    With `require_teachers`, a missing teacher checkpoint of a point still to run is an error.
+    """
+    from mixkd.distill import needs_teacher
+
+    missing = {}
+    for p in points:
+        try:
+            cfg = p.config()
+        except ConfigError as e:
+            raise ConfigError(f"sweep point {p.name}: {e}") from None
+        if status(out / p.name) == "new" and needs_teacher(cfg.distill.method):
+            if not cfg.teacher.checkpoint or not Path(cfg.teacher.checkpoint).is_file():
+                missing[p.name] = str(cfg.teacher.checkpoint)
+    if missing and require_teachers:
+        name, ckpt = next(iter(missing.items()))
+        more = f" (and {len(missing) - 1} more points)" if len(missing) > 1 else ""
+        raise ConfigError(f"sweep point {name}: teacher checkpoint {ckpt} not found{more}; train the teachers "
+                          "first or override teacher.checkpoint")
+    return missing
+
+
+def run_sweep(spec: SweepSpec, extra: Sequence[str] = (), jobs: int = 1,
+              say: Callable[[str], None] = print) -> tuple[list[dict], int]:
+    """Run every unfinished point (resuming interrupted ones), `jobs` at a time; returns (results, failures)."""
+    points = spec.points(extra)
+    check_points(points, spec.out)
+    todo = [p for p in points if status(spec.out / p.name) != "done"]
+    say(f"sweep {spec.path.name}: {len(points)} points, {len(points) - len(todo)} already done, "
+        f"{len(todo)} to run ({jobs} at a time) -> {spec.out}")
+    logs = spec.out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(_run_point, p, spec.out, logs): p for p in todo}
+        for k, fut in enumerate(as_completed(futures), 1):
+            p = futures[fut]
+            rc, seconds, tail = fut.result()
+            if rc == 0:
+                s = json.loads((spec.out / p.name / "summary.json").read_text())
+                say(f"[{k}/{len(todo)}] {p.name}: best top-1 {s['best_top1']:.2f}% (epoch {s['best_epoch']}), "
+                    f"last {s['last_top1']:.2f}%  [{seconds:.0f} s]")
+            else:
+                failed += 1
+                say(f"[{k}/{len(todo)}] {p.name}: FAILED (exit {rc}): {tail}  [log: {logs / (p.name + '.log')}]")
+    rows = collect(spec, extra)
+    if failed:
+        say(f"{failed} point(s) failed; fix them and rerun the same command (finished points are skipped)")
+    else:
+        for text in spec.commands:
+            cmd = command_line(text, spec, extra)
+            say("$ " + " ".join(cmd[2:]))
+            if subprocess.run(cmd, stdin=subprocess.DEVNULL).returncode != 0:
+                failed += 1
+                say(f"command failed: {text}")
+    return rows, failed
+
+
+def command_line(text: str, spec: SweepSpec, extra: Sequence[str] = ()) -> list[str]:
+    """A spec's `mixkd ...` line as an argv for this interpreter; {out}, {points} (the point run directories)
+    and the spec's vars filled in."""
+    points = " ".join(shlex.quote(str(spec.out / p.name)) for p in spec.points(extra))
+    env = {**spec.vars, "out": shlex.quote(str(spec.out)), "points": points}
+    return [sys.executable, "-m", *shlex.split(_fill(text, env, spec.path))]
+
+
+def _run_point(point: Point, out: Path, logs: Path) -> tuple[int, float, str]:
+    cmd = command_for(point, out / point.name)
+    start = time.perf_counter()
+    (logs / point.name).parent.mkdir(parents=True, exist_ok=True)
+    with (logs / f"{point.name}.log").open("w") as log:
+        log.write(" ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    lines = [ln for ln in (logs / f"{point.name}.log").read_text().splitlines() if ln.strip()]
+    return proc.returncode, time.perf_counter() - start, lines[-1][-300:] if lines else ""
+
+
+# --------------------------------------------------------------------------- results and figures
+
+
+def collect(spec: SweepSpec, extra: Sequence[str] = ()) -> list[dict]:
+    """results.csv (one row per point: coordinates, status, accuracies) and the spec's figures."""
+    rows = []
+    for p in spec.points(extra):
+        run = spec.out / p.name
+        row: dict[str, Any] = {"point": p.name, **p.coords, "status": status(run)}
+        if row["status"] == "done":
+            s = json.loads((run / "summary.json").read_text())
+            teacher = (s.get("teacher") or {}).get("top1")
+            if teacher is None and (run / "teacher.json").is_file():
+                teacher = json.loads((run / "teacher.json").read_text()).get("top1")
+            row.update({k: s.get(k) for k in RESULT_COLUMNS if k != "teacher_top1"}, teacher_top1=teacher)
+        else:
+            row.update({k: None for k in RESULT_COLUMNS})
+        rows.append(row)
+    spec.out.mkdir(parents=True, exist_ok=True)
+    write_csv(spec.out / "results.csv", rows)
+    for fig in spec.figures:
+        fig = {**fig, "title": _fill(fig.get("title"), spec.vars, spec.path)}
+        FIGURES.get(fig["kind"])(fig, rows, spec)
+    return rows
+
+
+FigureFn = Callable[[dict, list[dict], SweepSpec], Path]
+FIGURES: Registry[FigureFn] = Registry("figure kind")
+_FIGURE_AXES = {"heatmap": ("rows", "cols"), "lines": ("x", "series"), "table": ("rows", "cols")}
+
+
+def check_figure(fig: dict, spec: SweepSpec) -> None:
+    """A figure entry names a known kind, existing axes, a result column and a file."""
+    where = f"{spec.path}: figure {fig.get('file', fig.get('kind'))!r}"
+    kind = fig.get("kind")
+    if kind not in _FIGURE_AXES:
+        raise ConfigError(f"{where}: kind must be one of {', '.join(_FIGURE_AXES)}, got {kind!r}")
+    names = [a.name for a in spec.axes]
+    for role in (*_FIGURE_AXES[kind], "panels"):
+        if role == "panels" and role not in fig:
+            continue
+        if fig.get(role) not in names:
+            raise ConfigError(f"{where}: {role} must name a grid axis ({', '.join(names)}), got {fig.get(role)!r}")
+    if fig.get("value", "best_top1") not in RESULT_COLUMNS:
+        raise ConfigError(f"{where}: value must be one of {', '.join(RESULT_COLUMNS)}")
+    if not fig.get("file"):
+        raise ConfigError(f"{where}: give a file name (e.g. file: fig5.png)")
+
+
+def _axis(spec: SweepSpec, name: str) -> Axis:
+    return next(a for a in spec.axes if a.name == name)
+
+
+def cell_stats(rows: Sequence[dict], value: str, **where: str) -> tuple[float, float, int]:
+    """Mean, std and count of `value` over the finished rows matching `where` (NaN mean if none)."""
+    vals = [r[value] for r in rows if r.get(value) is not None and all(r[k] == v for k, v in where.items())]
+    if not vals:
+        return math.nan, math.nan, 0
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0, len(vals)
+
+
+def _panels(fig: dict, spec: SweepSpec) -> list[tuple[str, dict]]:
+    if "panels" not in fig:
+        return [("", {})]
+    a = _axis(spec, fig["panels"])
+    return [(f"{a.name} = {label}", {a.name: label}) for label in a.labels]
+
+
+_VALUE_LABELS = {"best_top1": "best top-1 (%)", "last_top1": "last top-1 (%)", "best_top5": "best top-5 (%)",
+                 "last_top5": "last top-5 (%)", "teacher_top1": "teacher top-1 (%)", "best_epoch": "best epoch",
+                 "wall_time_s": "wall time (s)"}
+
+
+@FIGURES.register("heatmap")
+def _heatmap(fig: dict, rows: list[dict], spec: SweepSpec) -> Path:
+    from mixkd.analysis.plots import plot_heatmaps
+
+    value = fig.get("value", "best_top1")
+    r_ax, c_ax = _axis(spec, fig["rows"]), _axis(spec, fig["cols"])
+    panels = []
+    for title, where in _panels(fig, spec):
+        m = np.array([[cell_stats(rows, value, **where, **{r_ax.name: r, c_ax.name: c})[0] for c in c_ax.labels]
+                      for r in r_ax.labels])
+        panels.append((title, r_ax.labels, c_ax.labels, m))
+    return plot_heatmaps(panels, spec.out / fig["file"], xlabel=fig.get("xlabel", c_ax.name),
+                         ylabel=fig.get("ylabel", r_ax.name), value_label=_VALUE_LABELS[value],
+                         title=fig.get("title"))
+
+
+@FIGURES.register("lines")
+def _lines(fig: dict, rows: list[dict], spec: SweepSpec) -> Path:
+    from mixkd.analysis.plots import plot_lines
+
+    value = fig.get("value", "best_top1")
+    x_ax, s_ax = _axis(spec, fig["x"]), _axis(spec, fig["series"])
+    panels = [(title, x_ax.labels, {s: [cell_stats(rows, value, **where, **{s_ax.name: s, x_ax.name: x})[0]
+                                        for x in x_ax.labels] for s in s_ax.labels})
+              for title, where in _panels(fig, spec)]
+    return plot_lines(panels, spec.out / fig["file"], xlabel=fig.get("xlabel", x_ax.name),
+                      value_label=_VALUE_LABELS[value], title=fig.get("title"))
+
+
+@FIGURES.register("table")
+def _table(fig: dict, rows: list[dict], spec: SweepSpec) -> Path:
+    value = fig.get("value", "best_top1")
+    r_ax, c_ax = _axis(spec, fig["rows"]), _axis(spec, fig["cols"])
+    parts = [f"# {fig['title']}\n"] if fig.get("title") else []
+    for title, where in _panels(fig, spec):
+        body = []
+        for r in r_ax.labels:
+            cells = []
+            for c in c_ax.labels:
+                mean, std, n = cell_stats(rows, value, **where, **{r_ax.name: r, c_ax.name: c})
+                cells.append("–" if n == 0 else f"{mean:.2f}" if n == 1 else f"{mean:.2f} ± {std:.2f}")
+            body.append([r, *cells])
+        parts.append((f"\n## {title}\n\n" if title else "\n")
+                     + markdown_table([f"{r_ax.name} \\ {c_ax.name}", *c_ax.labels], body))
+    parts.append(f"\n{_VALUE_LABELS[value]}; mean ± std (sample) over the other axes where several runs exist.\n")
+    return write_text(spec.out / fig["file"], "".join(parts))

@@ -1,0 +1,121 @@
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mixkd.analysis.sweep import load_spec, status
+from mixkd.errors import ConfigError
+from tests.conftest import REPO, requires_fmnist, run_mixkd
+
+FIGURES = REPO / "configs" / "paper" / "figures"
+
+
+def _spec(tmp_path: Path, body: dict) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def test_grid_product_linked_keys_templates_and_recipes(tmp_path):
+    (tmp_path / "r.yaml").write_text("model: {arch: resnet8}\n")
+    path = _spec(tmp_path, {
+        "recipe": "r.yaml", "out": "runs/x", "vars": {"teachers": "runs/t"},
+        "overrides": {"optim.epochs": 2, "optim.milestones": [1], "teacher.checkpoint": "{teachers}/{T}/best.pt"},
+        "grid": {
+            "T": {"key": "teacher.arch", "values": ["resnet20", "resnet56"]},
+            "mix": {"none": {"mixing.name": "none"}, "pmu10": {"mixing.name": "mixup", "mixing.fraction": 0.1}},
+            "distill.temperature": [4, 1.5],
+        },
+    })
+    points = load_spec(path).points(["data.train_subset=64"])
+    assert len(points) == 8
+    p = points[3]  # resnet20, pmu10, T=1.5
+    assert p.name == "T-resnet20_mix-pmu10_distill.temperature-1.5"
+    assert p.coords == {"T": "resnet20", "mix": "pmu10", "distill.temperature": "1.5"}
+    cfg = p.config()
+    assert (cfg.teacher.arch, cfg.teacher.checkpoint) == ("resnet20", "runs/t/resnet20/best.pt")
+    assert (cfg.mixing.name, cfg.mixing.fraction, cfg.distill.temperature) == ("mixup", 0.1, 1.5)
+    assert cfg.model.arch == "resnet8" and cfg.optim.milestones == [1] and cfg.data.train_subset == 64
+    # command-line settings: a spec variable, new values for a keyed axis, a subset of named values
+    pts = load_spec(path, settings=["vars.teachers=elsewhere", "grid.T=[resnet8]", "grid.mix=[pmu10]"]).points()
+    assert [q.name for q in pts] == ["T-resnet8_mix-pmu10_distill.temperature-4",
+                                     "T-resnet8_mix-pmu10_distill.temperature-1.5"]
+    assert pts[0].config().teacher.checkpoint == "elsewhere/resnet8/best.pt"
+
+
+def test_named_recipes_and_point_name_template(tmp_path):
+    for name, method in (("a", "ce"), ("b", "kd")):
+        (tmp_path / f"{name}.yaml").write_text(f"distill: {{method: {method}}}\n")
+    path = _spec(tmp_path, {"name": "{scenario}/s{seed}",
+                            "grid": {"scenario": {"A": {"recipe": "a.yaml"}, "B": {"recipe": "b.yaml"}},
+                                     "seed": [0, 1]}})
+    points = load_spec(path).points()
+    assert [p.name for p in points] == ["A/s0", "A/s1", "B/s0", "B/s1"]
+    assert [p.config().distill.method for p in points] == ["ce", "ce", "kd", "kd"]
+    assert points[3].config().seed == 1
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"grid": {"seed": []}}, "non-empty list"),
+    ({"grid": {"seed": [0]}, "figures": [{"kind": "heatmap", "file": "h.png", "rows": "seed", "cols": "T"}]},
+     "cols must name a grid axis"),
+    ({"grid": {"seed": [0]}, "figures": [{"kind": "pie", "file": "p.png"}]}, "kind must be one of"),
+    ({"grid": {"seed": [0, 1], "T": [4]}, "name": "{T}"}, "same directory"),
+    ({"grid": {"seed": [0]}, "overrides": {"optim.lr": "{lr}"}}, "names 'lr'"),
+    ({"grdi": {"seed": [0]}}, "unknown key 'grdi'"),
+    ({"grid": {"x": {"recipe": "missing.yaml"}}}, "must map config keys"),
+    ({"grid": {"x": {"a": {"recipe": "missing.yaml"}}}}, "recipe missing.yaml not found"),
+])
+def test_bad_specs_fail_before_any_run(tmp_path, body, message):
+    with pytest.raises(ConfigError, match=message):
+        load_spec(_spec(tmp_path, body)).points()
+
+
+def test_bad_config_value_names_the_point(tmp_path):
+    path = _spec(tmp_path, {"out": str(tmp_path / "o"), "grid": {"optim.lr": [0.1, -1]}})
+    proc = run_mixkd("sweep", str(path), "--dry-run", check=False)
+    assert proc.returncode == 2 and "sweep point optim.lr--1: optim.lr: must be > 0.0" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("spec", sorted(FIGURES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_paper_figure_specs_expand(spec):
+    loaded = load_spec(spec)
+    points = loaded.points()
+    assert points and len({p.name for p in points}) == len(points)
+    for p in points[:3] + points[-1:]:
+        cfg = p.config()
+        assert cfg.data.name == "cifar100" and cfg.optim.epochs == 240
+
+
+@requires_fmnist
+def test_sweep_runs_points_survives_a_crash_and_resumes(small_sweep):
+    out, first = small_sweep["out"], small_sweep["first"]
+    assert first.returncode == 1, first.stderr
+    lines = [ln for ln in first.stdout.splitlines() if ln.startswith("[")]
+    assert len(lines) == 4 and sum("FAILED" in ln for ln in lines) == 2
+    assert any("method-kd_seed-0: FAILED (exit 2)" in ln and "checkpoint" in ln for ln in lines)
+    with (out / "results.csv").open() as f:
+        rows = {r["point"]: r for r in csv.DictReader(f)}
+    assert rows["method-ce_seed-0"]["status"] == "done" and rows["method-kd_seed-1"]["status"] == "new"
+    summary = json.loads((out / "method-ce_seed-1" / "summary.json").read_text())
+    assert float(rows["method-ce_seed-1"]["best_top1"]) == summary["best_top1"]
+    assert (out / "heat.png").stat().st_size > 5000
+    assert "| ce | " in (out / "table.md").read_text()
+    # an interrupted point (checkpoint but no summary) is resumed, finished ones are skipped
+    (out / "method-ce_seed-0" / "summary.json").unlink()
+    assert status(out / "method-ce_seed-0") == "partial"
+    dry = run_mixkd("sweep", str(small_sweep["spec"]), "--dry-run")
+    assert "--resume" in dry.stdout and "partial  method-ce_seed-0" in dry.stdout
+    spec = small_sweep["spec"]
+    body = yaml.safe_load(spec.read_text())
+    body["grid"]["method"].pop("kd")
+    spec.write_text(yaml.safe_dump(body, sort_keys=False))
+    again = run_mixkd("sweep", str(spec))
+    assert "2 points, 1 already done, 1 to run" in again.stdout
+    assert "--resume" in (out / "logs" / "method-ce_seed-0.log").read_text().splitlines()[0]
+    assert json.loads((out / "method-ce_seed-0" / "summary.json").read_text())["epochs"] == 2
+    collected = run_mixkd("sweep", str(spec), "--collect")
+    assert "2/2 points finished" in collected.stdout
