@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "mixkd.commands.train",
     "mixkd.commands.quickstart",
     "mixkd.commands.info",
+    "mixkd.commands.bench",
     "mixkd.commands.analyze",
     "mixkd.commands.attack",
     "mixkd.commands.sweep",

@@ -31,6 +31,9 @@ from mixkd.config import RunConfig
 CACHE_VERSION = 1
 STORE_DTYPE = torch.float16
 _FP16_MAX = 65504.0
+# `teacher.cache=auto` keeps a table of at most this size (CIFAR-100: 50k x 162 views x 100 classes
+# x 2 bytes = 1.6 GB, allocated lazily on the CPU); larger tables need an explicit memory or disk.
+AUTO_BUDGET_BYTES = 2 * 2**30
 
 
 def default_cache_root() -> Path:
@@ -186,24 +189,35 @@ def _warn(text: str) -> None:
 
 def build_teacher_cache(cfg: RunConfig, teacher: nn.Module, data, precision: str,
                         channels_last: bool = False) -> MemoryLogitCache | DiskLogitCache | None:
-    """The cache named by `cfg.teacher.cache`, or None when it is off or the loader cannot key rows."""
-    if cfg.teacher.cache == "off":
+    """The cache named by `cfg.teacher.cache`, or None when it is off or the loader cannot key rows.
+
+    `auto` is an in-memory cache when the device loader names each row's view and the table fits
+    AUTO_BUDGET_BYTES, else no cache.
+    """
+    mode = cfg.teacher.cache
+    if mode == "off":
         return None
     from mixkd.data import DeviceLoader
 
     loader = data.train
     if not isinstance(loader, DeviceLoader):
-        _warn(f"teacher.cache={cfg.teacher.cache} needs the device loader (its batches name each row's "
-              "augmentation view); this run uses DataLoader workers, so the cache is off")
+        if mode != "auto":
+            _warn(f"teacher.cache={mode} needs the device loader (its batches name each row's "
+                  "augmentation view); this run uses DataLoader workers, so the cache is off")
         return None
     device = loader.images.device
+    if mode == "auto":
+        table_bytes = loader.num_samples * loader.num_views * data.spec.num_classes * 2
+        if table_bytes > AUTO_BUDGET_BYTES:
+            return None
+        mode = "memory"
     identity = cache_identity(
         teacher=weights_digest(teacher), split=split_digest(loader.images, loader.labels),
         mean=data.spec.mean, std=data.spec.std, num_views=loader.num_views, num_samples=loader.num_samples,
         num_classes=data.spec.num_classes, precision=precision, channels_last=channels_last,
         device_type=device.type,
     )
-    if cfg.teacher.cache == "memory":
+    if mode == "memory":
         return MemoryLogitCache(loader.num_samples, loader.num_views, data.spec.num_classes, device)
     root = Path(cfg.teacher.cache_dir).expanduser() if cfg.teacher.cache_dir else default_cache_root()
     return DiskLogitCache(root / identity_key(identity), identity)

@@ -240,7 +240,7 @@ class Trainer:
         D.all_reduce_sum(totals, rt.dist)
         w = rt.dist.world_size
         out = {"train_loss": float(totals[2:].sum()) / (steps * w), "train_top1": 100.0 * float(totals[0] / totals[1])}
-        out.update({f"train_{k}": float(v) / (steps * w) for k, v in zip(sorted(sums), totals[2:])})
+        out.update({f"train_{k}": float(v) / (steps * w) for k, v in zip(sorted(sums), totals[2:], strict=True)})
         out["train_seconds"] = seconds
         out["images_per_s"] = float(totals[1]) / seconds
         if self.teacher is not None and self.teacher.cache is not None:

@@ -1,0 +1,41 @@
+"""`mixkd bench`: images/s and peak memory of a plain fp32 pipeline against mixkd's defaults."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `bench`."""
+    p = sub.add_parser("bench", help="measure distillation speed (plain fp32 pipeline vs mixkd defaults)",
+                       description="Each variant runs in its own process; rounds are interleaved. "
+                                   "On a shared machine, run one benchmark at a time.")
+    p.add_argument("what", choices=["step", "epoch"], help="the distillation step alone, or an epoch with data")
+    p.add_argument("--pairs", default="r110-r20,w402-w162", help="comma-separated: r110-r20, w402-w162")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (the median is reported)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per round (step benchmark)")
+    p.add_argument("--batches", type=int, default=100,
+                   help="time only the first K batches of the epoch (epoch benchmark)")
+    p.add_argument("--data-root", help="CIFAR-10 image tree or zip for the epoch benchmark")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of Markdown")
+    p.set_defaults(func=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark and print its table."""
+    from mixkd.engine.bench import PAIRS, markdown, run_benchmark
+    from mixkd.errors import ConfigError
+
+    pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
+    unknown = [p for p in pairs if p not in PAIRS]
+    if unknown:
+        raise ConfigError(f"--pairs: unknown {unknown}; choose from {', '.join(PAIRS)}")
+    if args.what == "epoch" and not args.data_root:
+        raise ConfigError("the epoch benchmark needs --data-root (e.g. ../shared/data/cifar10-jpg.zip)")
+    rows = run_benchmark(pairs=pairs, what=args.what, rounds=args.rounds, steps=args.steps, batches=args.batches,
+                         data_root=args.data_root, log=lambda s: print(s, file=sys.stderr))
+    print(json.dumps(rows, indent=2) if args.json else markdown(rows, what=args.what, batches=args.batches,
+                                                                 steps=args.steps))
+    return 0
