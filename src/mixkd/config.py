@@ -51,7 +51,7 @@ class TeacherConfig:
     checkpoint: str | None = None
     arch: str | None = None
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    cache: Literal["off", "memory", "disk"] = "off"
+    cache: Literal["auto", "off", "memory", "disk"] = "auto"
     cache_dir: str | None = None
 
 
