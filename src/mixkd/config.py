@@ -245,18 +245,23 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def read_yaml(path: str | Path) -> dict:
-    """Read a recipe, following its optional `base:` (a path or list of paths relative to the file)."""
-    path = Path(path)
+def read_yaml_mapping(path: Path, missing_hint: str) -> dict:
+    """A YAML file holding a mapping; a missing file, bad YAML or a non-mapping is a one-line ConfigError."""
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found; pass a YAML recipe such as configs/quickstart/teacher.yaml")
+        raise ConfigError(f"{str(path)!r} not found; {missing_hint}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        first = str(e).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML ({first})") from None
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+        raise ConfigError(f"{path}: expected a mapping of keys, got {type(raw).__name__}")
+    return raw
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a recipe, following its optional `base:` (a path or list of paths relative to the file)."""
+    path = Path(path)
+    raw = read_yaml_mapping(path, "pass a YAML recipe such as configs/quickstart/teacher.yaml")
     bases = raw.pop("base", None) or []
     merged: dict = {}
     for b in [bases] if isinstance(bases, str) else bases:

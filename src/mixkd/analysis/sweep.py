@@ -41,7 +41,7 @@ import numpy as np
 import yaml
 
 from mixkd.analysis.tables import markdown_table, write_csv, write_text
-from mixkd.config import load_config, parse_override
+from mixkd.config import load_config, parse_override, read_yaml_mapping
 from mixkd.errors import ConfigError
 from mixkd.registry import Registry
 
@@ -168,12 +168,7 @@ def load_spec(path: str | Path, out: str | Path | None = None, settings: Sequenc
     axis of named values the labels to keep) given on the command line.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep spec {path} not found; see configs/paper/figures/ for examples")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    raw = read_yaml_mapping(path, "pass a sweep spec such as those in configs/paper/figures/")
     allowed = {"recipe", "out", "overrides", "grid", "figures", "commands", "vars", "name"}
     unknown = set(raw) - allowed
     if unknown:
