@@ -36,9 +36,10 @@ TINY = [
 ]
 
 
-def run_mixkd(*args: str, check: bool = True, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+def run_mixkd(*args: str, check: bool = True, timeout: float = 300, env_extra: dict | None = None,
+              **kw) -> subprocess.CompletedProcess:
     """Run the real `mixkd` CLI in a subprocess."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     proc = subprocess.run([sys.executable, "-m", "mixkd", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=kw.pop("cwd", REPO), **kw)
     if check and proc.returncode != 0:
