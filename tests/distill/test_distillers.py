@@ -56,3 +56,9 @@ def test_short_distillation_leaves_teacher_weights_and_bn_stats_unchanged(tmp_pa
     for k in before:
         assert torch.equal(before[k], after[k]), k  # includes BatchNorm running_mean/var and counters
     assert summary["teacher"]["top1"] > 10 and "best_top1" in summary
+    # the function that produced the targets (BatchNorm folded) is still the checkpoint's teacher
+    x = torch.randn(4, 3, 32, 32)
+    reference = build_model("resnet8", 10)
+    reference.load_state_dict(before)
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.teacher.fast(x), reference.eval()(x), rtol=1e-4, atol=1e-4)

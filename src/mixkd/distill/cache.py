@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from mixkd.config import RunConfig
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the Trainer runs teachers with BatchNorm folded into the convolutions
 STORE_DTYPE = torch.float16
 _FP16_MAX = 65504.0
 # `teacher.cache=auto` keeps a table of at most this size (CIFAR-100: 50k x 162 views x 100 classes

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from mixkd.distill.cache import to_store
 from mixkd.engine.precision import autocast
+from mixkd.models.fold import fold_batchnorm
 
 
 class LogitCache(Protocol):
@@ -27,11 +28,15 @@ class FrozenTeacher(nn.Module):
     """Wraps a teacher so that it stays in eval mode, never receives gradients, and can reuse outputs."""
 
     def __init__(self, model: nn.Module, precision: str = "fp32", cache: LogitCache | None = None,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, fold_bn: bool = False) -> None:
         super().__init__()
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
+        # the function that computes the logits: the model itself, or a copy with BatchNorm folded in
+        self.fast = fold_batchnorm(self.model) if fold_bn else self.model
+        if channels_last:
+            self.fast = self.fast.to(memory_format=torch.channels_last)
         self.precision = precision
         self.cache = cache
         self.channels_last = channels_last
@@ -46,7 +51,7 @@ class FrozenTeacher(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(x.device.type, self.precision):
-            out = self.model(x)
+            out = self.fast(x)
         return out.float().clone()  # a normal tensor, usable as a target outside inference mode
 
     def forward(self, x: Tensor, index: Tensor | None = None, view: Tensor | None = None,

@@ -175,7 +175,8 @@ class Trainer:
         if self.rt.channels_last:
             model = model.to(memory_format=torch.channels_last)
         cache = build_teacher_cache(cfg, model, self.data, self.rt.teacher_precision, self.rt.channels_last)
-        return FrozenTeacher(model, self.rt.teacher_precision, cache, channels_last=self.rt.channels_last)
+        return FrozenTeacher(model, self.rt.teacher_precision, cache, channels_last=self.rt.channels_last,
+                             fold_bn=True)
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int, best: dict, elapsed: float, teacher_eval: dict | None) -> dict:
@@ -284,7 +285,7 @@ class Trainer:
             run.path.mkdir(parents=True, exist_ok=True)
             save_config(cfg, run.config)
         if self.teacher is not None and teacher_eval is None:
-            teacher_eval = self._evaluate(self.teacher.model)
+            teacher_eval = self._evaluate(self.teacher.fast)
             self._say(f"teacher {cfg.teacher.arch or getattr(self.teacher.model, 'arch', '?')}: "
                       f"top-1 {teacher_eval['top1']:.2f}%  top-5 {teacher_eval['top5']:.2f}% on {cfg.data.name} test")
             if main:

@@ -1,0 +1,40 @@
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from mixkd.models import build_model
+from mixkd.models.fold import fold_batchnorm
+from mixkd.models.weights import load_model
+
+CKPTS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "checkpoints"
+
+
+@pytest.mark.parametrize("arch", ["resnet8", "resnet20", "wrn_16_2", "ShuffleV1", "MobileNetV2"])
+def test_folded_model_computes_the_same_logits(arch):
+    if (CKPTS / f"{arch}.pth").exists():  # fixtures have randomised BatchNorm statistics
+        model = load_model(CKPTS / f"{arch}.pth", arch=arch)
+        x = torch.load(CKPTS / "input.pt")["input"]
+    else:
+        torch.manual_seed(0)
+        model = build_model(arch, 100).eval()
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+        x = torch.randn(8, 3, 32, 32)
+    folded = fold_batchnorm(model)
+    with torch.no_grad():
+        ref, out = model(x), folded(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+    before = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    after = sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert after < before and folded.arch == arch
+    # the original keeps its BatchNorm layers and weights
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == before
+
+
+def test_untraceable_models_are_returned_unchanged():
+    model = build_model("vgg8", 10).eval()
+    assert fold_batchnorm(model) is model
