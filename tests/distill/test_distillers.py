@@ -2,7 +2,7 @@ import torch
 
 from mixkd.config import DistillConfig, MixingConfig, load_config
 from mixkd.distill import DISTILLERS, FrozenTeacher, build_distiller
-from mixkd.distill.losses import hinton_kd, kl_batchmean, soft_cross_entropy, std_rescale
+from mixkd.distill.losses import hinton_kd, kl_batchmean, soft_cross_entropy, std_rescale, zscore
 from mixkd.engine.trainer import Trainer
 from mixkd.mixing import build_mixer
 from mixkd.models import build_model
@@ -32,6 +32,10 @@ def test_mixkd_terms_are_the_papers_objective():
     kd = build_distiller(DistillConfig(method="kd", temperature=4.0), student, teacher)
     _, terms = kd(mix)
     torch.testing.assert_close(terms["kd"], 0.9 * hinton_kd(s, t, 4.0), rtol=1e-4, atol=1e-5)
+    ls = build_distiller(DistillConfig(method="logitstd", base_temperature=2.0), student, teacher)
+    _, terms = ls(mix)
+    torch.testing.assert_close(terms["kd"], 0.9 * hinton_kd(zscore(s), zscore(t), 2.0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(terms["ce"], 0.1 * soft_cross_entropy(s, mix.target), rtol=1e-4, atol=1e-6)
 
 
 def test_teacher_stays_in_eval_mode_without_gradients():

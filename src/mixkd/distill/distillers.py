@@ -57,13 +57,16 @@ class CrossEntropy(Distiller):
 class HintonKD(Distiller):
     """γ · CE(target, s) + α · T² · KL(softmax(t/T) || softmax(s/T))."""
 
+    def kd_term(self, s: Tensor, t: Tensor) -> Tensor:
+        """The distillation loss between student and teacher logits (before the α weight)."""
+        return hinton_kd(s, t, self.cfg.temperature)
+
     def forward(self, mix, index=None, view=None):
         t = self.teacher_logits(mix, index, view)
         s = self.student(mix.x)
-        c = self.cfg
         return s, {
-            "ce": c.gamma * soft_cross_entropy(s, mix.target),
-            "kd": c.alpha * hinton_kd(s, t, c.temperature),
+            "ce": self.cfg.gamma * soft_cross_entropy(s, mix.target),
+            "kd": self.cfg.alpha * self.kd_term(s, t),
         }
 
 
@@ -83,17 +86,11 @@ class MixKD(Distiller):
 
 
 @DISTILLERS.register("logitstd")
-class LogitStandardKD(Distiller):
-    """Logit Standardization KD (Sun et al. 2024): γ · CE + α · τ² · KL on z-scored logits over τ."""
+class LogitStandardKD(HintonKD):
+    """Logit Standardization KD (Sun et al. 2024): Hinton KD on z-scored logits at a base temperature τ."""
 
-    def forward(self, mix, index=None, view=None):
-        t = self.teacher_logits(mix, index, view)
-        s = self.student(mix.x)
-        c = self.cfg
-        return s, {
-            "ce": c.gamma * soft_cross_entropy(s, mix.target),
-            "kd": c.alpha * hinton_kd(zscore(s), zscore(t), c.base_temperature),
-        }
+    def kd_term(self, s: Tensor, t: Tensor) -> Tensor:
+        return hinton_kd(zscore(s), zscore(t), self.cfg.base_temperature)
 
 
 def build_distiller(cfg: DistillConfig, student: nn.Module, teacher: FrozenTeacher | None) -> Distiller:
