@@ -55,3 +55,9 @@ def test_train_then_distill_from_its_checkpoint_via_the_cli(tmp_path):
 def test_models_and_datasets_are_listed(capsys):
     assert main(["models"]) == 0 and "resnet110" in capsys.readouterr().out.split()
     assert main(["datasets"]) == 0 and "fashion-mnist" in capsys.readouterr().out.split()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is visible")
+def test_asking_for_a_gpu_that_is_not_there_is_one_line(capsys, monkeypatch):
+    line = _error(capsys, monkeypatch, "train", "configs/quickstart/teacher.yaml", "runtime.device=cuda")
+    assert "runtime.device" in line and "no CUDA GPU" in line

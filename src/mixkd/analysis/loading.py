@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from mixkd.config import DataConfig, RunConfig, from_dict, load_config, parse_override, to_dict
 from mixkd.data import DATASETS, DatasetSpec, DeviceLoader, Loader, Split, WorkerLoader, choose_subset
 from mixkd.data.seeding import TEST, TEST_SUBSET, TRAIN_EVAL, TRAIN_SUBSET, generator
+from mixkd.engine.distributed import resolve_device
 from mixkd.errors import ConfigError, MixkdError
 from mixkd.models.weights import load_model, read_checkpoint
 
@@ -66,19 +67,6 @@ class EvalData:
         if self.in_memory:
             return DeviceLoader(rows.images, rows.labels, self.spec, **common)
         return WorkerLoader(rows, self.spec, workers=self.workers, large=True, **common)
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> the GPU when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is visible here; use --device cpu")
-    return device
 
 
 def split_models_and_overrides(items: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -152,7 +140,7 @@ def load_models(paths: Sequence[str | Path], *, arch: str | None = None, data: s
     The dataset is --data, else the first run's (with its subsets); data.* overrides apply on top. Checkpoint
     files that do not record their arch/dataset take --arch and the shared dataset.
     """
-    dev = resolve_device(device)
+    dev = resolve_device(device, key="--device")
     named = expand_runs(paths)
     found = [(p, *_checkpoint_of(p)) for p, _ in named]
     data_cfgs = [to_dict(cfg)["data"] if cfg is not None else None for _, _, cfg, _ in found]

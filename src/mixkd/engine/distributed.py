@@ -9,6 +9,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from mixkd.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -41,13 +43,17 @@ def init_distributed(device_setting: str) -> DistInfo:
     return info
 
 
-def resolve_device(setting: str, info: DistInfo) -> torch.device:
-    """`auto` -> this rank's CUDA device when there is one, else the CPU."""
+def resolve_device(setting: str, info: DistInfo = DistInfo(), key: str = "runtime.device") -> torch.device:
+    """`auto` -> this rank's CUDA device when there is one, else the CPU; a bad or absent device is a ConfigError."""
     if setting == "auto":
         setting = "cuda" if torch.cuda.is_available() else "cpu"
-    if setting == "cuda":
-        return torch.device("cuda", info.local_rank)
-    return torch.device(setting)
+    try:
+        device = torch.device("cuda", info.local_rank) if setting == "cuda" else torch.device(setting)
+    except RuntimeError:
+        raise ConfigError(f"{key} {setting!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{key} {setting!r}: no CUDA GPU is visible here; use cpu")
+    return device
 
 
 def barrier(info: DistInfo) -> None:
