@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from mixkd.config import DataConfig, RunConfig, from_dict, load_config, parse_override, to_dict
 from mixkd.data import DATASETS, DatasetSpec, DeviceLoader, Loader, Split, WorkerLoader, choose_subset
-from mixkd.data.seeding import TEST, TEST_SUBSET, TRAIN_EVAL, TRAIN_SUBSET, generator
+from mixkd.data.build import subset_splits
+from mixkd.data.seeding import TEST, TRAIN_EVAL, generator
 from mixkd.engine.distributed import resolve_device
 from mixkd.errors import ConfigError, MixkdError
 from mixkd.models.weights import load_model, read_checkpoint
@@ -176,11 +177,6 @@ def load_models(paths: Sequence[str | Path], *, arch: str | None = None, data: s
 def build_eval_data(cfg: DataConfig, device: torch.device, seed: int = 0, batch_size: int | None = None) -> EvalData:
     """The dataset's train and test splits with the run's subsets applied (same rows the run used)."""
     source = DATASETS.get(cfg.name)(cfg)
-    splits = {}
-    for name, split, count, stream in (("train", source.train, cfg.train_subset, TRAIN_SUBSET),
-                                       ("test", source.test, cfg.test_subset, TEST_SUBSET)):
-        if count is not None:
-            split = split.take(choose_subset(split.labels, count, cfg.subset_per_class, generator(seed, stream)))
-        splits[name] = split
+    splits = dict(zip(SPLITS, subset_splits(source, cfg, seed), strict=True))
     return EvalData(source.spec, splits, source.in_memory, batch_size or cfg.eval_batch_size, device, seed,
                     cfg.workers)

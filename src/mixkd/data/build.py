@@ -49,6 +49,12 @@ def _subset(split: Split, count: int | None, per_class: bool, g: torch.Generator
     return split.take(choose_subset(split.labels, count, per_class, g))
 
 
+def subset_splits(source, cfg: DataConfig, seed: int) -> tuple[Split, Split]:
+    """The source's (train, test) splits with the config's seeded subsets: the rows a run trains and tests on."""
+    return (_subset(source.train, cfg.train_subset, cfg.subset_per_class, generator(seed, TRAIN_SUBSET)),
+            _subset(source.test, cfg.test_subset, cfg.subset_per_class, generator(seed, TEST_SUBSET)))
+
+
 def build_data(
     cfg: DataConfig,
     *,
@@ -72,8 +78,7 @@ def build_data(
             f"data.loader=device needs small images held in memory, but {cfg.name} has "
             f"{source.spec.image_size}px model inputs read from files; use data.loader=workers (or auto)"
         )
-    train = _subset(source.train, cfg.train_subset, cfg.subset_per_class, generator(seed, TRAIN_SUBSET))
-    test = _subset(source.test, cfg.test_subset, cfg.subset_per_class, generator(seed, TEST_SUBSET))
+    train, test = subset_splits(source, cfg, seed)
     if len(train) < cfg.batch_size:
         raise ConfigError(
             f"data.batch_size={cfg.batch_size} is larger than the {len(train)} training rows, so an epoch "
