@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mixkd.analysis.curves import plot_test_accuracy
+from mixkd.analysis.tables import markdown_table, write_text
 from mixkd.config import load_config
 from mixkd.engine.rundir import RunDir
 from mixkd.engine.trainer import read_summary, train
@@ -51,11 +52,11 @@ def _run(step: Step, out: Path, extra: list[str], quiet: bool) -> dict:
 
 def format_table(rows: list[tuple[str, dict]]) -> str:
     """A Markdown table of the runs' best and last top-1 and wall time."""
-    lines = ["| run | model | best top-1 (epoch) | last top-1 | wall time |", "|---|---|---|---|---|"]
-    for label, s in rows:
-        lines.append(f"| {label} | {s['model']} | {s['best_top1']:.2f}% ({s['best_epoch']}) | "
-                     f"{s['last_top1']:.2f}% | {s['wall_time_s']:.0f} s |")
-    return "\n".join(lines)
+    return markdown_table(
+        ["run", "model", "best top-1 (epoch)", "last top-1", "wall time"],
+        [[label, s["model"], f"{s['best_top1']:.2f}% ({s['best_epoch']})", f"{s['last_top1']:.2f}%",
+          f"{s['wall_time_s']:.0f} s"] for label, s in rows],
+    )
 
 
 def quickstart(out: Path, extra: list[str], quiet: bool = False) -> str:
@@ -68,5 +69,5 @@ def quickstart(out: Path, extra: list[str], quiet: bool = False) -> str:
     table = format_table(results)
     png = plot_test_accuracy({s.label: out / s.name for s in plan}, out / "accuracy.png",
                              title=f"Quickstart on {results[0][1]['dataset']}: test top-1")
-    (out / "results.md").write_text(table + "\n")
-    return f"{table}\n\nplot: {png}\nruns: {out}"
+    write_text(out / "results.md", table)
+    return f"{table}\nplot: {png}\nruns: {out}"

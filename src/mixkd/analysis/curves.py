@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from mixkd.analysis.plots import save_figure  # noqa: E402
 from mixkd.engine.rundir import RunDir  # noqa: E402
 
 
@@ -27,7 +28,4 @@ def plot_test_accuracy(run_dirs: dict[str, Path], out_png: Path, title: str = "T
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png)

@@ -18,7 +18,8 @@ DPI = 110
 ATTACK_NAMES = {"fgsm": "FGSM", "ifgsm": "I-FGSM"}
 
 
-def _save(fig, out_png: Path) -> Path:
+def save_figure(fig, out_png: Path) -> Path:
+    """Save and close a figure (creating the folder)."""
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
@@ -47,7 +48,7 @@ def plot_feature_scatter(results: Sequence[FeatureResult], class_names: Sequence
                frameon=False, bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_class_distributions(stats: Sequence[LogitStats], cls: int, class_names: Sequence[str],
@@ -79,7 +80,7 @@ def plot_class_distributions(stats: Sequence[LogitStats], cls: int, class_names:
     fig.suptitle(f"Average softmax{t} over the examples of class '{class_names[cls]}' (red bar); "
                  "top-1 and entropy over the whole split", fontsize=10)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_attack_curves(results: Mapping[str, Mapping[str, Sequence[float]]], eps: Sequence[float],
@@ -100,7 +101,7 @@ def plot_attack_curves(results: Mapping[str, Mapping[str, Sequence[float]]], eps
     ax.set_title(title)
     ax.legend(fontsize=7.5, loc="upper right")
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_heatmaps(panels: Sequence[tuple[str, Sequence[str], Sequence[str], np.ndarray]], out_png: Path, *,
@@ -127,7 +128,7 @@ def plot_heatmaps(panels: Sequence[tuple[str, Sequence[str], Sequence[str], np.n
     fig.colorbar(im, ax=list(axes[0]), label=value_label, shrink=0.9)
     if title:
         fig.suptitle(title, fontsize=11)
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
 
 
 def plot_lines(panels: Sequence[tuple[str, Sequence[str], Mapping[str, Sequence[float]]]], out_png: Path, *,
@@ -146,4 +147,4 @@ def plot_lines(panels: Sequence[tuple[str, Sequence[str], Mapping[str, Sequence[
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    return _save(fig, out_png)
+    return save_figure(fig, out_png)
