@@ -211,13 +211,14 @@ def build_teacher_cache(cfg: RunConfig, teacher: nn.Module, data, precision: str
         if table_bytes > AUTO_BUDGET_BYTES:
             return None
         mode = "memory"
+    if mode == "memory":  # lives and dies with this run, so it needs no identity
+        return MemoryLogitCache(loader.num_samples, loader.num_views, data.spec.num_classes, device)
+    # hashing the teacher and the whole split is only worth it for a cache that other runs will open
     identity = cache_identity(
         teacher=weights_digest(teacher), split=split_digest(loader.images, loader.labels),
         mean=data.spec.mean, std=data.spec.std, num_views=loader.num_views, num_samples=loader.num_samples,
         num_classes=data.spec.num_classes, precision=precision, channels_last=channels_last,
         device_type=device.type,
     )
-    if mode == "memory":
-        return MemoryLogitCache(loader.num_samples, loader.num_views, data.spec.num_classes, device)
     root = Path(cfg.teacher.cache_dir).expanduser() if cfg.teacher.cache_dir else default_cache_root()
     return DiskLogitCache(root / identity_key(identity), identity)
