@@ -27,7 +27,7 @@ def test_matches_reference_on_heterogeneous_pairs(p):
     s_shapes, t_shapes = [(3, 8, 8), (2, 4, 4)], [(5, 4, 4), (6, 8, 8)]
     s, t = feats(s_shapes, 3, seed=1), feats(t_shapes, 3, seed=2)
     term = TERMS.get("at")(s_shapes, t_shapes, p=p).double()
-    assert float(term(s, t)) == pytest.approx(reference_at(s, t, p), rel=1e-10)
+    assert term(s, t).item() == pytest.approx(reference_at(s, t, p), rel=1e-10)
 
 
 def test_odd_p_keeps_the_sign_of_pre_activation_maps():
@@ -35,14 +35,14 @@ def test_odd_p_keeps_the_sign_of_pre_activation_maps():
     shapes = [(4, 4, 4)]
     s, t = feats(shapes, 2, seed=3), feats(shapes, 2, seed=4)
     term = TERMS.get("at")(shapes, shapes, p=3.0).double()
-    assert float(term(s, t)) != pytest.approx(float(term([x.abs() for x in s], [x.abs() for x in t])))
-    assert float(term(s, t)) == pytest.approx(reference_at(s, t, 3.0), rel=1e-10)
+    assert term(s, t).item() != pytest.approx(term([x.abs() for x in s], [x.abs() for x in t]).item())
+    assert term(s, t).item() == pytest.approx(reference_at(s, t, 3.0), rel=1e-10)
 
 
 def test_batch_of_one_is_a_value_and_p_must_be_positive():
     shapes = [(4, 4, 4)]
     s, t = feats(shapes, 1, seed=5), feats(shapes, 1, seed=6)
     term = TERMS.get("at")(shapes, shapes).double()
-    assert float(term(s, t)) == pytest.approx(reference_at(s, t, 2.0), rel=1e-10)
+    assert term(s, t).item() == pytest.approx(reference_at(s, t, 2.0), rel=1e-10)
     with pytest.raises(ConfigError, match="p must be positive"):
         TERMS.get("at")(shapes, shapes, p=0)

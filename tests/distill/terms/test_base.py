@@ -79,6 +79,9 @@ def test_declares_its_contract(name):
     keywords = {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
                 if p.kind is p.KEYWORD_ONLY and p.name not in cls.requires}
     assert dict(cls.default_params) == keywords
+    summary = cls.summary()
+    assert summary["name"] == name and summary["default_params"] == keywords
+    assert summary["default_weight"] == cls.default_weight and summary["reads"] == cls.reads
 
 
 @pytest.mark.parametrize("name", TERMS.names())
@@ -121,7 +124,7 @@ def test_bf16_features_give_a_float32_loss_even_under_autocast(name):
         loss = fn(s, t)
     assert loss.dtype == torch.float32
     ref = fn([x.float() for x in s], [x.float() for x in t])
-    assert float(loss) == pytest.approx(float(ref), rel=1e-5, abs=1e-9)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5, abs=1e-9)
 
 
 @pytest.mark.parametrize("name", TERMS.names())
@@ -144,14 +147,13 @@ def test_state_dict_carries_everything_the_loss_depends_on(name):
     fn_a = a if a.main_stage else a.init_loss
     fn_b = b if b.main_stage else b.init_loss
     b.load_state_dict(a.state_dict())
-    assert float(fn_b(s, t)) == float(fn_a(s, t))
+    assert fn_b(s, t).item() == fn_a(s, t).item()
 
 
-@pytest.mark.parametrize("name", TERMS.names())
-@pytest.mark.parametrize("student,teacher", PAIRS)
+# FT on ResNet50's last map (2048 channels) is left out: its paraphraser alone has 132M parameters
+@pytest.mark.parametrize("name,student,teacher", [(n, s, t) for n in TERMS.names() for s, t in PAIRS
+                                                  if (n, t) != ("ft", "ResNet50")])
 def test_heterogeneous_pairs_of_the_cifar_zoo(name, student, teacher):
-    if name == "ft" and teacher == "ResNet50":
-        pytest.skip("FT's paraphraser on a 2048-channel map has 132M parameters: too big for a unit test")
     s_shapes, t_shapes = zoo_pair(name, student, teacher)
     term = build(name, s_shapes, t_shapes)
     s, t = inputs(term, batch=2)

@@ -24,7 +24,7 @@ def reference_pkt(fs, ft):
 def test_matches_reference_with_different_feature_sizes():
     s, t = feats([(8,)], 6, seed=1, relu=True), feats([(20,)], 6, seed=2, relu=True)
     term = TERMS.get("pkt")([(8,)], [(20,)]).double()
-    assert float(term(s, t)) == pytest.approx(reference_pkt(s[0], t[0]), rel=1e-10)
+    assert term(s, t).item() == pytest.approx(reference_pkt(s[0], t[0]), rel=1e-10)
 
 
 def test_float32_stays_close_to_the_float64_reference():
@@ -33,11 +33,11 @@ def test_float32_stays_close_to_the_float64_reference():
     term = TERMS.get("pkt")([(64,)], [(256,)])
     got = term([s[0].float()], [t[0].float()])
     assert got.dtype == torch.float32
-    assert float(got) == pytest.approx(reference_pkt(s[0], t[0]), rel=2e-3)
+    assert got.item() == pytest.approx(reference_pkt(s[0], t[0]), rel=2e-3)
 
 
 def test_batch_of_two_is_a_value_and_batch_of_one_is_zero():
     s, t = feats([(5,)], 2, seed=5), feats([(7,)], 2, seed=6)
     term = TERMS.get("pkt")([(5,)], [(7,)]).double()
-    assert float(term(s, t)) == pytest.approx(reference_pkt(s[0], t[0]), rel=1e-10)
-    assert float(term([s[0][:1]], [t[0][:1]])) == pytest.approx(0.0, abs=1e-15)
+    assert term(s, t).item() == pytest.approx(reference_pkt(s[0], t[0]), rel=1e-10)
+    assert term([s[0][:1]], [t[0][:1]]).item() == pytest.approx(0.0, abs=1e-15)

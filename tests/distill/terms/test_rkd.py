@@ -31,18 +31,18 @@ def reference_rkd(fs, ft, wd=25.0, wa=50.0):
 def test_matches_reference_with_different_feature_sizes():
     s, t = feats([(6,)], 5, seed=1, relu=True), feats([(11,)], 5, seed=2, relu=True)
     term = TERMS.get("rkd")([(6,)], [(11,)]).double()
-    assert float(term(s, t)) == pytest.approx(reference_rkd(s[0], t[0]), rel=1e-9)
+    assert term(s, t).item() == pytest.approx(reference_rkd(s[0], t[0]), rel=1e-9)
 
 
 def test_weights_are_parameters_of_the_term():
     s, t = feats([(4,)], 4, seed=3), feats([(4,)], 4, seed=4)
     term = TERMS.get("rkd")([(4,)], [(4,)], distance_weight=1.0, angle_weight=0.0).double()
-    assert float(term(s, t)) == pytest.approx(reference_rkd(s[0], t[0], 1.0, 0.0), rel=1e-9)
+    assert term(s, t).item() == pytest.approx(reference_rkd(s[0], t[0], 1.0, 0.0), rel=1e-9)
 
 
 def test_batch_of_two_is_degenerate_and_batch_of_one_is_refused():
     s, t = feats([(4,)], 2, seed=5), feats([(9,)], 2, seed=6)
     term = TERMS.get("rkd")([(4,)], [(9,)]).double()
-    assert float(term(s, t)) == pytest.approx(0.0, abs=1e-20)
+    assert term(s, t).item() == pytest.approx(0.0, abs=1e-20)
     with pytest.raises(ValueError, match="at least 2"):
         term([s[0][:1]], [t[0][:1]])

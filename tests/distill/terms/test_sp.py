@@ -24,20 +24,20 @@ def test_matches_reference_on_heterogeneous_pairs():
     s_shapes, t_shapes = [(3, 8, 8), (4, 2, 2)], [(6, 4, 4), (2, 4, 4)]
     s, t = feats(s_shapes, 5, seed=1, relu=True), feats(t_shapes, 5, seed=2, relu=True)
     term = TERMS.get("sp")(s_shapes, t_shapes).double()
-    assert float(term(s, t)) == pytest.approx(reference_sp(s, t), rel=1e-10)
+    assert term(s, t).item() == pytest.approx(reference_sp(s, t), rel=1e-10)
 
 
 def test_batch_of_two_is_a_value_and_batch_of_one_is_zero():
     shapes = [(3, 4, 4)]
     s, t = feats(shapes, 2, seed=3), feats(shapes, 2, seed=4)
     term = TERMS.get("sp")(shapes, shapes).double()
-    assert float(term(s, t)) == pytest.approx(reference_sp(s, t), rel=1e-10)
-    assert float(term(s, t)) > 0
-    assert float(term([s[0][:1]], [t[0][:1]])) == 0.0
+    assert term(s, t).item() == pytest.approx(reference_sp(s, t), rel=1e-10)
+    assert term(s, t).item() > 0
+    assert term([s[0][:1]], [t[0][:1]]).item() == 0.0
 
 
 def test_depends_on_the_batch_composition():
     shapes = [(3, 4, 4)]
     s, t = feats(shapes, 6, seed=5), feats(shapes, 6, seed=6)
     term = TERMS.get("sp")(shapes, shapes).double()
-    assert float(term([s[0][:3]], [t[0][:3]])) != pytest.approx(float(term([s[0][[0, 1, 4]]], [t[0][[0, 1, 4]]])))
+    assert term([s[0][:3]], [t[0][:3]]).item() != pytest.approx(term([s[0][[0, 1, 4]]], [t[0][[0, 1, 4]]]).item())

@@ -24,7 +24,8 @@ Shape = tuple[int, ...]
 
 # what each `reads` value means: post-ReLU stage maps, pre-ReLU stage maps, the pooled vector
 READS = {"maps": 3, "preact_maps": 3, "penultimate": 1}  # -> per-sample rank
-# which stage maps the published method uses (RepDistiller's feat[1:-1], feat[-2], hint_layer=2)
+# which stage maps the published recipe pairs: every stage map (RepDistiller's feat[1:-1]), the
+# last one (feat[-2]), or the second one (FitNet's hint_layer=2, the stem being feat[0])
 STAGES = ("all", "last", "hint")
 STAGE_NAMES = ("init", "main")
 INIT_STAGES = (None, "student", "teacher-side modules")
@@ -75,6 +76,14 @@ class FeatureTerm(nn.Module):
         self.student_shapes: tuple[Shape, ...] = tuple(s_shapes)
         self.teacher_shapes: tuple[Shape, ...] = tuple(t_shapes)
 
+    @classmethod
+    def summary(cls) -> dict[str, Any]:
+        """What a listing of methods shows: paper, β, parameters, features read, stages, needs."""
+        return {"name": cls.name, "paper": cls.paper, "default_weight": cls.default_weight,
+                "default_params": dict(cls.default_params), "reads": cls.reads, "stages": cls.stages,
+                "init_stage": cls.init_stage, "main_stage": cls.main_stage,
+                "batch_relational": cls.batch_relational, "requires": list(cls.requires)}
+
     @property
     def pairs(self) -> list[tuple[Shape, Shape]]:
         """The (student shape, teacher shape) pairs, in order."""
@@ -106,7 +115,7 @@ class FeatureTerm(nn.Module):
         return list(self.parameters()) if active else []
 
     def _run(self, fn: Callable[[list[Tensor], list[Tensor]], Tensor], s: list[Tensor], t: list[Tensor]) -> Tensor:
-        s, t = self._check(s, self.student_shapes, "student"), self._check(t, self.teacher_shapes, "teacher")
+        s, t = self._check(s, self.student_shapes, "student"), self._teacher(t)
         batch = {x.shape[0] for x in s + t}
         if len(batch) != 1:
             raise ValueError(f"distill term {self.name!r}: features of different batch sizes {sorted(batch)}")
@@ -114,9 +123,14 @@ class FeatureTerm(nn.Module):
         if b < self.min_batch:
             raise ValueError(f"distill term {self.name!r} relates the samples of a batch and needs at least "
                              f"{self.min_batch} of them, got {b}; use a larger batch")
-        t = [x.clone() if x.is_inference() else x for x in t]  # inference tensors cannot be saved for backward
         with autocast(s[0].device.type, "fp32"):
-            return fn([upcast(x) for x in s], [upcast(x).detach() for x in t])
+            return fn([upcast(x) for x in s], t)
+
+    def _teacher(self, t: list[Tensor]) -> list[Tensor]:
+        """Checked, detached, upcast teacher features; inference tensors (which cannot be saved for
+        backward) are cloned into normal ones."""
+        t = self._check(t, self.teacher_shapes, "teacher")
+        return [upcast(x.clone() if x.is_inference() else x).detach() for x in t]
 
     def _check(self, xs: list[Tensor], shapes: tuple[Shape, ...], who: str) -> list[Tensor]:
         xs = list(xs)
