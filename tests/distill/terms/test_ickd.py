@@ -32,7 +32,8 @@ def test_matches_reference_on_heterogeneous_pairs(s_shape, t_shape):
     assert term(s, t).item() == pytest.approx(reference_ickd(term, s[0], t[0]), rel=1e-10)
 
 
-def test_batch_of_two():
-    s, t = feats([(3, 4, 4)], 2, seed=3, relu=True), feats([(5, 4, 4)], 2, seed=4, relu=True)
+@pytest.mark.parametrize("batch", [2, 1])
+def test_batches_of_two_and_one(batch):
+    s, t = feats([(3, 4, 4)], batch, seed=3, relu=True), feats([(5, 4, 4)], batch, seed=4, relu=True)
     term = TERMS.get("ickd")([(3, 4, 4)], [(5, 4, 4)]).double()
     assert term(s, t).item() == pytest.approx(reference_ickd(term, s[0], t[0]), rel=1e-10)

@@ -45,7 +45,7 @@ def factor(f: Tensor, p: float) -> Tensor:
 
 @register("ft")
 class FactorTransfer(FeatureTerm):
-    """Σ_pairs mean |factor(translator(s)) - factor(encoder(t))|^p2 (p2 = 1: mean absolute).
+    """Σ_pairs mean |factor(translator(s)) - factor(encoder(t))|^p2 (published p2 = 1: mean absolute).
 
     Init stage (`init_stage="teacher-side modules"`): the paraphraser learns to reconstruct the
     teacher's map, `paraphraser_loss(t)` = MSE(decoder(encoder(t)), t). Main stage: the
@@ -69,6 +69,8 @@ class FactorTransfer(FeatureTerm):
         super().__init__(student_shapes, teacher_shapes)
         if not 0 < rate <= 1 or any(int(t[0] * rate) < 1 for _, t in self.pairs):
             raise ConfigError(f"distill term 'ft': rate must be in (0, 1] and leave >= 1 channel, got {rate}")
+        if p1 <= 0 or p2 <= 0:
+            raise ConfigError(f"distill term 'ft': p1 and p2 must be positive, got {p1}, {p2}")
         self.p1, self.p2 = float(p1), float(p2)
         self.paraphrasers = nn.ModuleList(Paraphraser(t[0], rate) for _, t in self.pairs)
         self.translators = nn.ModuleList(
@@ -94,7 +96,7 @@ class FactorTransfer(FeatureTerm):
                 factor_t = para.encoder(ft)
             fs, ft = pool_to_smaller(trans(fs), factor_t)
             diff = factor(fs, self.p1) - factor(ft, self.p1)
-            losses.append(diff.abs().mean() if self.p2 == 1 else diff.pow(self.p2).mean())
+            losses.append(diff.abs().pow(self.p2).mean())
         return torch.stack(losses).sum()
 
     def stage_parameters(self, stage: str) -> list[nn.Parameter]:
