@@ -10,7 +10,7 @@ pytestmark = requires_fmnist
 
 def test_run_directory_checkpoint_file_and_community_file_agree(trained_run, tmp_path):
     run = trained_run[0]
-    state = torch.load(run / "best.pt", map_location="cpu", weights_only=False)
+    state = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
     community = tmp_path / "exported.pth"
     torch.save({"model": state["model"]}, community)
     models, data = load_models([run, run / "best.pt", community], arch="resnet8", device="cpu",

@@ -54,7 +54,7 @@ def test_short_distillation_leaves_teacher_weights_and_bn_stats_unchanged(tmp_pa
                                     "mixing.fraction=0.5", f"teacher.checkpoint={teacher_dir / 'last.pt'}"])
     trainer = Trainer(cfg, tmp_path / "student", quiet=True)
     summary = trainer.fit()
-    before = torch.load(teacher_dir / "last.pt", weights_only=False)["model"]
+    before = torch.load(teacher_dir / "last.pt", weights_only=True)["model"]
     after = trainer.teacher.model.state_dict()
     assert set(before) == set(after)
     for k in before:

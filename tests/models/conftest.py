@@ -47,7 +47,7 @@ def zoo_spec(fixtures_dir: Path) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def reference_input(fixtures_dir: Path) -> torch.Tensor:
     """The 8x3x32x32 batch the reference logits were computed on."""
-    return torch.load(fixtures_dir / "checkpoints" / "input.pt")["input"]
+    return torch.load(fixtures_dir / "checkpoints" / "input.pt", weights_only=True)["input"]
 
 
 @cache

@@ -15,7 +15,7 @@ CKPTS = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "ch
 def test_folded_model_computes_the_same_logits(arch):
     if (CKPTS / f"{arch}.pth").exists():  # fixtures have randomised BatchNorm statistics
         model = load_model(CKPTS / f"{arch}.pth", arch=arch)
-        x = torch.load(CKPTS / "input.pt")["input"]
+        x = torch.load(CKPTS / "input.pt", weights_only=True)["input"]
     else:
         torch.manual_seed(0)
         model = build_model(arch, 100).eval()

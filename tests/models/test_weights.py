@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import os
+import pickle
+import shlex
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -11,6 +17,7 @@ import torch
 
 from mixkd.errors import CheckpointError
 from mixkd.models import build_model, extract_state_dict, load_model, load_weights, read_checkpoint
+from tests.conftest import REPO, TINY, run_mixkd
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +27,7 @@ def resnet8_ckpt(fixtures_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def resnet8_state(resnet8_ckpt: Path) -> dict[str, torch.Tensor]:
-    return torch.load(resnet8_ckpt)["model"]
+    return torch.load(resnet8_ckpt, weights_only=True)["model"]
 
 
 def logits_of(model: torch.nn.Module) -> torch.Tensor:
@@ -45,7 +52,7 @@ def test_community_checkpoint_loads_in_eval_mode(resnet8_ckpt, fixtures_dir, ref
     assert not model.training and model.arch == "resnet8" and model.num_classes == 100  # inferred
     with torch.no_grad():
         logits = model(reference_input)
-    expected = torch.load(fixtures_dir / "checkpoints" / "resnet8.expected.pt")["logits"]
+    expected = torch.load(fixtures_dir / "checkpoints" / "resnet8.expected.pt", weights_only=True)["logits"]
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=0)
 
 
@@ -126,12 +133,77 @@ def test_payload_without_state_dict_is_rejected() -> None:
         extract_state_dict({"epoch": 3, "best_acc": 70.0})
 
 
-def test_untrusted_objects_fall_back_with_a_warning(resnet8_state, tmp_path) -> None:
+class _RunsCode:
+    """Unpickling this runs a shell command: what a crafted checkpoint does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _crafted_files(tmp_path: Path, state: dict[str, torch.Tensor]) -> tuple[Path, list[Path]]:
+    """A marker path and checkpoints whose unpickling would create it: torch's zip format, raw pickles."""
+    marker = tmp_path / "code-ran"
+    payload = {"model": state, "epoch": 240, "extra": _RunsCode(marker)}
+    files = [tmp_path / "crafted-zip.pth", tmp_path / "crafted-p2.pth", tmp_path / "crafted-p4.pth"]
+    torch.save(payload, files[0])
+    for path, protocol in zip(files[1:], (2, 4), strict=True):
+        with open(path, "wb") as f:
+            pickle.dump(payload, f, protocol=protocol)
+    return marker, files
+
+
+def test_crafted_checkpoints_never_run_code(resnet8_state, tmp_path) -> None:
+    marker, files = _crafted_files(tmp_path, resnet8_state)
+    for path in files:
+        with pytest.raises(CheckpointError, match="beyond tensors") as excinfo:
+            load_model(path, arch="resnet8")
+        message = one_line_error(excinfo)
+        assert str(path) in message and "can run code" in message and "convert it once" in message
+        assert not marker.exists(), f"loading {path.name} ran its code"
+    # the files really are hostile: the unsafe loader runs them (so the check above can fail)
+    torch.load(files[0], weights_only=False)
+    assert marker.exists()
+
+
+def test_distill_refuses_a_crafted_teacher_before_training(resnet8_state, tmp_path) -> None:
+    marker, files = _crafted_files(tmp_path, resnet8_state)
+    out = tmp_path / "run"
+    proc = run_mixkd("distill", "configs/quickstart/student.yaml", *TINY, "optim.epochs=1", "optim.milestones=[]",
+                     f"teacher.checkpoint={files[0]}", "teacher.arch=resnet8", "--out", str(out), "--quiet",
+                     check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("mixkd: error: checkpoint "), proc.stderr
+    assert "beyond tensors" in lines[0] and "Traceback" not in proc.stderr
+    assert not marker.exists()
+
+
+def test_numpy_scalars_are_refused_with_a_conversion_that_works(resnet8_state, tmp_path) -> None:
     path = tmp_path / "numpy.pth"
     torch.save({"model": resnet8_state, "accuracy": np.float64(71.5)}, path)
-    with pytest.warns(UserWarning, match="weights_only=False"):
-        payload = read_checkpoint(path)
-    assert payload["accuracy"] == 71.5
+    with pytest.raises(CheckpointError) as excinfo:
+        read_checkpoint(path)
+    message = one_line_error(excinfo)
+    assert "numpy" in message and "weights_only" not in message.split("convert it once:")[0]
+    # the printed command is the way out: run it as written (with this interpreter) and load the result
+    command = message.split("convert it once: ", 1)[1]
+    assert command.startswith("python -c ")
+    subprocess.run([sys.executable, "-c", shlex.split(command)[2]], check=True, cwd=tmp_path)
+    model = load_model(tmp_path / "numpy.weights.pt", arch="resnet8")
+    torch.testing.assert_close(logits_of(model), logits_of(load_model_from_state(resnet8_state)), atol=0, rtol=0)
+
+
+def test_every_torch_load_in_mixkd_is_weights_only() -> None:
+    """No code path of mixkd unpickles arbitrary objects: each torch.load passes weights_only=True."""
+    calls = []
+    for path in sorted((REPO / "src" / "mixkd").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
+                flag = next((k.value for k in node.keywords if k.arg == "weights_only"), None)
+                calls.append((path.name, node.lineno, isinstance(flag, ast.Constant) and flag.value is True))
+    assert calls and all(ok for *_, ok in calls), calls
 
 
 def test_safe_files_load_without_warning(resnet8_ckpt) -> None:

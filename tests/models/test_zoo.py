@@ -50,9 +50,9 @@ def test_parameter_count_matches_reference(name, zoo_spec, built) -> None:
 
 
 def test_reference_checkpoint_reproduces_logits(checkpoint_arch, fixtures_dir, reference_input) -> None:
-    expected = torch.load(fixtures_dir / "checkpoints" / f"{checkpoint_arch}.expected.pt")["logits"]
+    expected = torch.load(fixtures_dir / "checkpoints" / f"{checkpoint_arch}.expected.pt", weights_only=True)["logits"]
     model = build_model(checkpoint_arch, 100).eval()
-    model.load_state_dict(torch.load(fixtures_dir / "checkpoints" / f"{checkpoint_arch}.pth")["model"])
+    model.load_state_dict(torch.load(fixtures_dir / "checkpoints" / f"{checkpoint_arch}.pth", weights_only=True)["model"])
     with torch.no_grad():
         logits = model(reference_input)
     assert logits.dtype == torch.float32

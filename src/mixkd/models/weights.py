@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,21 +21,17 @@ _SHOW = 3  # how many offending keys an error message names
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a checkpoint file onto the CPU; any failure is a one-line CheckpointError naming the path."""
+    """Load a checkpoint file onto the CPU; any failure is a one-line CheckpointError naming the path.
+
+    Only tensors and plain Python values are read (torch.load with weights_only=True, always): unpickling
+    anything else can run code, so such files are refused with the one-line way to convert them.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: {'not a file' if path.exists() else 'no such file'}")
-    payload = _torch_load(path, weights_only=True)
-    if payload is _REFUSED:
-        warnings.warn(
-            f"checkpoint {path} holds Python objects beyond tensors (e.g. numpy scalars); loading it with "
-            "weights_only=False: only do this for files you trust",
-            stacklevel=2,
-        )
-        payload = _torch_load(path, weights_only=False)
+    payload = _torch_load(path)
     if not isinstance(payload, dict):
-        hint = " (a pickled model? save model.state_dict() instead)" if isinstance(payload, nn.Module) else ""
-        raise CheckpointError(f"checkpoint {path}: expected a dict, found a {type(payload).__name__}{hint}")
+        raise CheckpointError(f"checkpoint {path}: expected a dict, found a {type(payload).__name__}")
     return payload
 
 
@@ -115,18 +112,36 @@ def load_model(
     return model.eval()
 
 
-_REFUSED = object()  # what _torch_load returns when only the safe loader's allow-list was the problem
-
-
-def _torch_load(path: Path, weights_only: bool) -> Any:
+def _torch_load(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says what matters
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     # bad files surface as RuntimeError, EOFError, UnpicklingError, KeyError, ... depending on the damage
     except Exception as exc:
-        if weights_only and "unsupported global" in str(exc).lower():
-            return _REFUSED
+        if "weights only load failed" in str(exc).lower():
+            raise CheckpointError(_needs_more_than_weights(path, exc)) from None
         problem = f"cannot be read, truncated or not a PyTorch file? ({_reason(exc)})"
         raise CheckpointError(f"checkpoint {path}: {problem}") from None
+
+
+def _needs_more_than_weights(path: Path, exc: BaseException) -> str:
+    """Why a file the safe loader refused is refused, and the one command that converts it."""
+    try:  # reads the pickle's opcodes without running them (zip-format files only)
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:
+        names = re.findall(r"GLOBAL (\S+) was not an allowed global", str(exc))
+        names = names or re.findall(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))[:1]
+    what = ", ".join(names[:_SHOW]) + (f", ... (+{len(names) - _SHOW} more)" if len(names) > _SHOW else "")
+    src, dst = repr(str(path)), repr(str(path.with_name(path.stem + ".weights.pt")))
+    convert = (
+        f"python -c \"import torch; c = torch.load({src}, weights_only=False); "
+        "m = c.get('model', c.get('state_dict', c)) if isinstance(c, dict) else c; "
+        f"torch.save({{'model': m.state_dict() if hasattr(m, 'state_dict') else m}}, {dst})\""
+    )
+    return (f"checkpoint {path} holds Python objects beyond tensors ({what or 'refused by weights_only=True'}); "
+            "mixkd loads only weights, because unpickling other objects can run code. "
+            f"If you trust the file, convert it once: {convert}")
 
 
 def _reason(exc: BaseException) -> str:
