@@ -62,3 +62,140 @@ def test_every_recipe_in_configs_validates():
     assert recipes, "no recipes found"
     for p in recipes:
         assert isinstance(load_config(p), RunConfig), p
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def _float_keys() -> list[str]:
+    """Every float-typed key of the config, found from the type hints (new sections are covered too)."""
+    import dataclasses
+    import typing
+
+    keys = []
+    for section in dataclasses.fields(RunConfig):
+        tp = typing.get_type_hints(RunConfig)[section.name]
+        if dataclasses.is_dataclass(tp):
+            hints = typing.get_type_hints(tp)
+            keys += [f"{section.name}.{f.name}" for f in dataclasses.fields(tp) if float in (hints[f.name],
+                     *typing.get_args(hints[f.name]))]
+    return keys
+
+
+def test_every_float_key_rejects_nan_and_inf():
+    keys = _float_keys()
+    assert {"optim.lr", "mixing.alpha", "mixing.fraction", "distill.temperature"} <= set(keys)
+    for key in keys:
+        for text in (".nan", ".inf", "-.inf", ".NaN", "1e999", "9" * 400):
+            with pytest.raises(ConfigError) as e:
+                load_config(None, [f"{key}={text}"])
+            msg = str(e.value)
+            assert msg.startswith(f"{key}: must be a finite number") and "\n" not in msg and len(msg) < 200, msg
+
+
+@pytest.mark.parametrize("key, text, value", [
+    ("optim.lr", "1e-3", 0.001), ("optim.weight_decay", "5e-4", 0.0005), ("mixing.alpha", "1E5", 1e5),
+    ("distill.temperature", "4e0", 4.0), ("optim.lr", "+2.5e-2", 0.025), ("optim.lr", ".5e-1", 0.05),
+    ("data.train_subset", "5e3", 5000), ("data.train_subset", "1E4", 10000), ("optim.epochs", "2.0", 2),
+    ("seed", "1.8446744073709551615e19", 2**64 - 1), ("optim.milestones", "[1e1, 2E1]", [10, 20]),
+])
+def test_exponent_numbers_are_numbers_on_the_command_line_and_in_recipes(tmp_path, key, text, value):
+    overrides = [f"{key}={text}", "optim.milestones=[1]" if key == "optim.epochs" else "optim.epochs=300"]
+    section, _, name = key.rpartition(".")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"{section}:\n  {name}: {text}\n" if section else f"{name}: {text}\n")
+    for cfg in (load_config(None, overrides), load_config(recipe, overrides[1:])):
+        got = cfg
+        for part in key.split("."):
+            got = getattr(got, part)
+        assert got == value and type(got) is type(value)
+
+
+def test_exponent_spelling_is_a_number_only_for_number_keys(tmp_path):
+    # -1e-2 is a number (so it meets the range check); names and paths that look like numbers stay text
+    with pytest.raises(ConfigError, match=r"mixing.alpha: must be > 0.0, got -0.01"):
+        load_config(None, ["mixing.alpha=-1e-2"])
+    cfg = load_config(None, ["name=1e3", "teacher.checkpoint=5e4", "data.root=1E5"])
+    assert (cfg.name, cfg.teacher.checkpoint, cfg.data.root) == ("1e3", "5e4", "1E5")
+    for text in ("5e-1", "1.5e0", "64.5", "nan"):
+        with pytest.raises(ConfigError, match="data.train_subset: expected an integer or null"):
+            load_config(None, [f"data.train_subset={text}"])
+    with pytest.raises(ConfigError, match=r"name: expected a string, got 2024 \(YAML read it as a number\); put it"):
+        load_config(None, ["name=2024"])
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**63, 2**64 - 1])
+def test_seed_range_accepts_every_unsigned_64_bit_value(seed):
+    assert load_config(None, [f"seed={seed}"]).seed == seed
+
+
+@pytest.mark.parametrize("seed, words", [(-1, ">= 0, got -1"), (2**64, f"<= {2**64 - 1}, got {2**64}"),
+                                         ("1e20", "<= "), ("-1e0", ">= 0")])
+def test_seed_out_of_range_is_one_line(seed, words):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [f"seed={seed}"])
+    assert str(e.value).startswith("seed: must be ") and words in str(e.value) and "64-bit" in str(e.value)
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+def _one_line(path, *overrides) -> str:
+    with pytest.raises(ConfigError) as e:
+        load_config(path, list(overrides))
+    msg = str(e.value)
+    assert "\n" not in msg and e.value.__cause__ is None
+    return msg
+
+
+def test_base_cycles_and_self_bases_are_one_line(tmp_path):
+    (tmp_path / "self.yaml").write_text("base: self.yaml\noptim: {lr: 0.1}\n")
+    assert "base: cycle" in _one_line(tmp_path / "self.yaml")
+    (tmp_path / "a.yaml").write_text("base: sub/b.yaml\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yaml").write_text("base: [c.yaml]\n")
+    (tmp_path / "sub" / "c.yaml").write_text("base: ../a.yaml\n")
+    msg = _one_line(tmp_path / "a.yaml")
+    assert "a.yaml -> " in msg and "b.yaml -> " in msg and "c.yaml -> " in msg and "remove one" in msg
+    # a diamond (two bases sharing a base) is not a cycle
+    (tmp_path / "d.yaml").write_text("optim: {lr: 0.3}\n")
+    (tmp_path / "e.yaml").write_text("base: d.yaml\n")
+    (tmp_path / "f.yaml").write_text("base: d.yaml\n")
+    (tmp_path / "g.yaml").write_text("base: [e.yaml, f.yaml]\n")
+    assert load_config(tmp_path / "g.yaml").optim.lr == 0.3
+
+
+@pytest.mark.parametrize("base", ["5", "[5]", "{x: 1}", "['']", "true"])
+def test_a_base_that_is_not_a_path_is_one_line(tmp_path, base):
+    (tmp_path / "r.yaml").write_text(f"base: {base}\n")
+    assert "base: must be a recipe file or a list of them" in _one_line(tmp_path / "r.yaml")
+
+
+def test_a_missing_base_names_it(tmp_path):
+    (tmp_path / "r.yaml").write_text("base: nope.yaml\n")
+    assert "base 'nope.yaml' not found" in _one_line(tmp_path / "r.yaml")
+
+
+def test_binary_and_unreadable_recipes_are_one_line(tmp_path):
+    import torch
+
+    torch.save({"w": torch.arange(100)}, tmp_path / "model.pt")  # a file a user might pass by mistake
+    assert "not a text file" in _one_line(tmp_path / "model.pt")
+    (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    assert "not a text file" in _one_line(tmp_path / "image.png")
+    (tmp_path / "control.yaml").write_bytes(b"optim:\x00\x01 lr: 1\n")
+    assert "not valid YAML" in _one_line(tmp_path / "control.yaml")
+    (tmp_path / "date.yaml").write_text("name: 2024-13-45\n")
+    assert "not valid YAML" in _one_line(tmp_path / "date.yaml")
+    assert "not found" in _one_line(tmp_path / ("x" * 300 + ".yaml"))  # a name too long to stat
+
+
+def test_packaged_recipes_are_found_outside_a_checkout(tmp_path, monkeypatch):
+    from mixkd.config import RECIPE_DIR, find_recipe
+
+    monkeypatch.chdir(tmp_path)
+    assert find_recipe("configs/quickstart/teacher.yaml") == RECIPE_DIR / "quickstart" / "teacher.yaml"
+    assert load_config("configs/paper/cifar100/resnet56-resnet20/pmu10.yaml").mixing.fraction == 0.1
+    (tmp_path / "configs" / "quickstart").mkdir(parents=True)
+    (tmp_path / "configs" / "quickstart" / "teacher.yaml").write_text("optim: {lr: 0.7}\n")
+    assert load_config("configs/quickstart/teacher.yaml").optim.lr == 0.7  # a file here wins

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import math
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -15,9 +20,16 @@ from mixkd.errors import ConfigError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
+# The recipes shipped with mixkd (package data; `configs/` of a checkout is the same folder).
+RECIPE_DIR = Path(__file__).parent / "configs"
 
-def _range(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False) -> dict:
-    return {"lo": lo, "hi": hi, "open_lo": open_lo}
+
+def _range(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False, why: str = "") -> dict:
+    return {"lo": lo, "hi": hi, "open_lo": open_lo, "why": why}
+
+
+# torch.manual_seed takes unsigned 64-bit seeds and NumPy's SeedSequence (derive_seed) non-negative ones
+SEED_MAX = 2**64 - 1
 
 
 @dataclass
@@ -108,7 +120,7 @@ class RuntimeConfig:
 class RunConfig:
     """A whole experiment; saved as config.yaml in every run directory and re-runnable as is."""
 
-    seed: int = 0
+    seed: int = field(default=0, metadata=_range(0, SEED_MAX, why="seeds are unsigned 64-bit integers"))
     name: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -133,6 +145,66 @@ def _type_name(tp: Any) -> str:
     return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(tp, str(tp))
 
 
+# PyYAML reads YAML 1.1, whose floats need a dot: `1e-3` and `5E4` come back as strings. Number-typed keys
+# take them (the YAML 1.2 spelling of a number); string-typed keys keep them as written.
+_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_EXACT_FLOAT_INT = 2**53  # floats at or beyond this may not be the integer the user wrote
+
+
+class _BadValue(ConfigError):
+    """The value has the right type but is not allowed (e.g. NaN): a Union reports this, not a type error."""
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
+
+
+def _show(value: Any) -> str:
+    """repr(value), shortened: error messages stay one readable line."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:45]}...({len(text)} characters)"
+
+
+def _number(value: Any) -> int | float | Decimal | None:
+    """`value` as a number if it is one (bools are not), or a string spelling one; else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return Decimal(value.strip())
+    return None
+
+
+def _as_float(key: str, value: Any) -> float | None:
+    num = _number(value)
+    if num is None:
+        return None
+    try:
+        out = float(num)
+    except OverflowError:  # an int beyond the float range
+        out = math.inf
+    if not math.isfinite(out):
+        raise _BadValue(f"{key}: must be a finite number, got {_show(value)}; write a number such as 0.1")
+    return out
+
+
+def _as_int(key: str, value: Any) -> int | None:
+    num = _number(value)
+    if num is None or isinstance(num, int):
+        return num
+    if isinstance(num, float):
+        if not (math.isfinite(num) and num.is_integer()):
+            return None
+        if abs(num) >= _EXACT_FLOAT_INT:
+            raise _BadValue(f"{key}: {_show(value)} is too large to be exact as a float; write it as an integer")
+        return int(num)
+    if num != num.to_integral_value():  # a Decimal, from a string such as 5e3
+        return None
+    if num.adjusted() > 100:
+        raise _BadValue(f"{key}: {_show(value)} is too large")
+    return int(num)
+
+
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Check `value` against the type hint `tp`; return it converted (int -> float) or raise ConfigError."""
     origin = typing.get_origin(tp)
@@ -140,13 +212,18 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        bad: list[_BadValue] = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(key, value, arg)
+            except _BadValue as e:  # the most specific complaint, unless another type accepts the value
+                bad.append(e)
             except ConfigError:
                 continue
+        if bad:
+            raise bad[0]
     elif origin is Literal:
         if isinstance(value, bool) and ("on" if value else "off") in typing.get_args(tp):
             return "on" if value else "off"  # YAML reads a bare on/off as a boolean
@@ -160,26 +237,32 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if isinstance(value, bool):
             return value
     elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+        out = _as_int(key, value)
+        if out is not None:
+            return out
     elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        out = _as_float(key, value)
+        if out is not None:
+            return out
     elif tp is str:
         if isinstance(value, str):
             return value
-    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        if isinstance(value, (int, float, datetime.date)):  # YAML 1.1 reads yes/no/on/off as booleans
+            kind = "true/false" if isinstance(value, bool) else "a date" if isinstance(value, datetime.date) else "a number"
+            raise _BadValue(f"{key}: expected a string, got {_show(value)} (YAML read it as {kind}); put it in quotes")
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {_show(value)}")
 
 
 def _check_range(key: str, value: Any, meta: typing.Mapping) -> None:
     if value is None or "lo" not in meta:
         return
     lo, hi, open_lo = meta["lo"], meta["hi"], meta["open_lo"]
+    why = f" ({meta['why']})" if meta.get("why") else ""
     if lo is not None and (value < lo or (open_lo and value == lo)):
         bound = f"> {lo}" if open_lo else f">= {lo}"
-        raise ConfigError(f"{key}: must be {bound}, got {value!r}")
+        raise ConfigError(f"{key}: must be {bound}, got {_show(value)}{why}")
     if hi is not None and value > hi:
-        raise ConfigError(f"{key}: must be <= {hi}, got {value!r}")
+        raise ConfigError(f"{key}: must be <= {hi}, got {_show(value)}{why}")
 
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
@@ -245,27 +328,60 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def find_recipe(path: str | Path) -> Path:
+    """`path`, or for a `configs/...` path that is not here, the recipe of that name shipped with mixkd."""
+    path = Path(path)
+    if not _is_file(path) and not path.is_absolute() and path.parts[:1] == ("configs",):
+        shipped = RECIPE_DIR.joinpath(*path.parts[1:])
+        if _is_file(shipped):
+            return shipped
+    return path
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        return False
+
+
 def read_yaml_mapping(path: Path, missing_hint: str) -> dict:
     """A YAML file holding a mapping; a missing file, bad YAML or a non-mapping is a one-line ConfigError."""
-    if not path.is_file():
+    if not _is_file(path):
         raise ConfigError(f"{str(path)!r} not found; {missing_hint}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text file (byte {e.object[e.start]:#04x} at offset {e.start} "
+                          f"is not UTF-8); {missing_hint}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+    except (yaml.YAMLError, ValueError) as e:  # PyYAML raises ValueError for e.g. a date like 2024-13-01
+        raise ConfigError(f"{path}: not valid YAML ({_first_line(e)})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys, got {type(raw).__name__}")
     return raw
 
 
-def read_yaml(path: str | Path) -> dict:
+def read_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
     """Read a recipe, following its optional `base:` (a path or list of paths relative to the file)."""
-    path = Path(path)
+    path = find_recipe(path)
+    here = path.resolve()
+    if here in _chain:
+        cycle = " -> ".join(os.path.relpath(p) for p in (*_chain[_chain.index(here):], here))
+        raise ConfigError(f"base: cycle {cycle}; a recipe cannot be its own base, remove one of these base: entries")
     raw = read_yaml_mapping(path, "pass a YAML recipe such as configs/quickstart/teacher.yaml")
-    bases = raw.pop("base", None) or []
+    bases = raw.pop("base", None)
+    names = [] if bases is None else [bases] if isinstance(bases, str) else bases
+    if not isinstance(names, list) or not all(isinstance(b, str) and b.strip() for b in names):
+        raise ConfigError(f"{path}: base: must be a recipe file or a list of them (paths relative to "
+                          f"{path.parent}), got {bases!r}")
     merged: dict = {}
-    for b in [bases] if isinstance(bases, str) else bases:
-        merged = _merge(merged, read_yaml(path.parent / b))
+    for name in names:
+        base = path.parent / name
+        if not _is_file(base):
+            raise ConfigError(f"{path}: base {name!r} not found at {base}; base paths are relative to the recipe")
+        merged = _merge(merged, read_yaml(base, (*_chain, here)))
     return _merge(merged, raw)
 
 
@@ -280,6 +396,8 @@ def parse_override(text: str) -> dict:
         parsed = yaml.safe_load(value) if value != "" else None
     except yaml.YAMLError:
         parsed = value
+    except ValueError as e:  # what PyYAML's constructors raise, e.g. for the date 2024-13-01
+        raise ConfigError(f"override {_show(text)}: {_first_line(e)}") from None
     out: dict = {}
     node = out
     parts = key.split(".")

@@ -67,3 +67,36 @@ def test_corrupt_checkpoint_gives_a_clear_error(finished_run, tmp_path):
     (bad / "last.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         train(load_config(bad / "config.yaml"), bad, resume=True, quiet=True)
+
+
+# --------------------------------------------------------------------------- the extreme seed, TensorBoard
+
+
+@pytest.fixture(scope="module")
+def tensorboard_run(tmp_path_factory):
+    """Two epochs with mixup at the largest valid seed, writing TensorBoard events (the optional extra)."""
+    out = tmp_path_factory.mktemp("tb") / "r"
+    cfg = load_config(None, [*TINY, "optim.epochs=2", "optim.milestones=[1]", "mixing.name=mixup",
+                             f"seed={2**64 - 1}", "runtime.tensorboard=true"])
+    train(cfg, out, quiet=True)
+    return out
+
+
+def test_the_largest_valid_seed_trains(tensorboard_run):
+    # config validation admits 0..2**64-1; the top of that range must really train (torch, NumPy, derive_seed)
+    summary = json.loads((tensorboard_run / "summary.json").read_text())
+    assert summary["seed"] == 2**64 - 1 and summary["epochs"] == 2 and summary["last_top1"] is not None
+
+
+def test_tensorboard_events_hold_every_metric(tensorboard_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rows = [json.loads(line) for line in (tensorboard_run / "metrics.jsonl").read_text().splitlines()]
+    events = EventAccumulator(str(tensorboard_run / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"lr", "train_loss", "train_top1", "test_loss", "top1", "top5"} <= tags
+    assert tags == set(rows[0]) - {"epoch"}
+    for tag in tags:
+        scalars = events.Scalars(tag)
+        assert [s.step for s in scalars] == [r["epoch"] for r in rows], tag
+        assert [s.value for s in scalars] == pytest.approx([r[tag] for r in rows], rel=1e-6), tag
