@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
+import os
+import pickle
+import socket
+import tarfile
+import threading
 import urllib.error
 import zipfile
 from pathlib import Path
@@ -203,3 +210,130 @@ def test_imagefolder_missing_and_malformed(tmp_path: Path) -> None:
     (tmp_path / "flat" / "cat").mkdir(parents=True)
     with pytest.raises(DataError, match="train/<class>/"):
         build_data(DataConfig(name="imagefolder", root=str(tmp_path / "flat")))
+
+
+# --------------------------------------------------------------------------- archives and failed downloads
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under root with its content (None for folders): what "nothing on disk changed" compares."""
+    return {str(p.relative_to(root)): None if p.is_dir() else p.read_bytes() for p in sorted(root.rglob("*"))}
+
+
+def _cifar_archive(tmp_path: Path, name: str, fake_cifar) -> Path:
+    """The real archive layout (`cifar-10-batches-py/...` in a .tar.gz) of fake CIFAR pickles."""
+    src = tmp_path / "src"
+    fake_cifar(src, name)
+    folder = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+    archive = tmp_path / ("cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz")
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(src / folder, arcname=folder)
+    return archive
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_archive_is_extracted(tmp_path: Path, name: str, fake_cifar) -> None:
+    archive = _cifar_archive(tmp_path, name, fake_cifar)
+    root = tmp_path / "data"
+    root.mkdir()
+    archive.rename(root / archive.name)
+    assert build_data(DataConfig(name=name, root=str(root), download=False, batch_size=8)).train.num_samples == 50
+    assert sorted(p.name for p in root.iterdir()) == sorted([archive.name, (
+        "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")])  # no staging folder left
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "not-cifar", "escapes"])
+def test_corrupt_cifar_archive_is_one_line_and_touches_nothing(tmp_path: Path, name: str, damage: str,
+                                                              fake_cifar) -> None:
+    good = _cifar_archive(tmp_path, name, fake_cifar).read_bytes()
+    root = tmp_path / "data"
+    root.mkdir()
+    archive = root / ("cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz")
+    (root / "notes.txt").write_text("the user's own file\n")
+    if damage == "truncated":
+        archive.write_bytes(good[: len(good) // 2])
+    elif damage == "garbage":
+        archive.write_bytes(b"<html>404 Not Found</html>\n" * 50)
+    elif damage == "empty":
+        archive.write_bytes(b"")
+    else:
+        with tarfile.open(archive, "w:gz") as tf:
+            (tmp_path / "x.txt").write_text("x")
+            tf.add(tmp_path / "x.txt", arcname="../outside.txt" if damage == "escapes" else "other/x.txt")
+    before = _tree(tmp_path)
+    with pytest.raises(DataError) as e:
+        build_data(DataConfig(name=name, root=str(root), download=True))  # no download: the archive is there
+    msg = str(e.value)
+    assert str(archive) in msg and "\n" not in msg and e.value.__cause__ is None
+    assert {"truncated": "cannot be extracted", "garbage": "cannot be extracted", "empty": "cannot be extracted",
+            "not-cifar": "does not hold", "escapes": "refusing to extract"}[damage] in msg
+    assert _tree(tmp_path) == before  # no partial extraction, no staging folder
+
+
+def test_cifar_pickles_cannot_run_code(tmp_path: Path, fake_cifar) -> None:
+    class RunsCode:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'code-ran'}",)
+
+    fake_cifar(tmp_path, "cifar100")
+    with open(tmp_path / "cifar-100-python" / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": RunsCode()}, f, protocol=2)
+    with pytest.raises(DataError, match=r"meta: not a CIFAR python pickle .*posix.system is not allowed"):
+        build_data(DataConfig(name="cifar100", root=str(tmp_path), download=False))
+    assert not (tmp_path / "code-ran").exists()
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def bad_server(tmp_path: Path):
+    """A real HTTP server on localhost whose files are not what torchvision expects (checksums fail)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    for n in ("cifar-10-python.tar.gz", "cifar-100-python.tar.gz", "train-images-idx3-ubyte.gz",
+              "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (www / n).write_bytes(os.urandom(5000))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(www)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/"  # closed when the socket is: connection refused
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "fashion-mnist"])
+@pytest.mark.parametrize("server", ["refused", "bad-files"])
+@pytest.mark.parametrize("existing", [False, True])
+def test_failed_download_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str,
+                                               server: str, existing: bool, request) -> None:
+    """A real download from localhost that fails (refused, or files whose checksum is wrong)."""
+    from torchvision import datasets
+
+    base = request.getfixturevalue("bad_server") if server == "bad-files" else _closed_port_url()
+    if name == "fashion-mnist":
+        monkeypatch.setattr(datasets.FashionMNIST, "mirrors", [base])
+    else:
+        tv = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+        monkeypatch.setattr(tv, "url", base + tv.filename)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    root = disk / "a" / "b" / name  # parents that do not exist yet
+    if existing:  # or a root that exists and holds the user's files
+        root = disk / "mine"
+        root.mkdir()
+        (root / "notes.txt").write_text("keep me")
+    before = _tree(disk)
+    with pytest.raises(DataError, match="download failed") as e:
+        build_data(DataConfig(name=name, root=str(root), download=True))
+    assert str(root) in str(e.value) and "\n" not in str(e.value)
+    assert _tree(disk) == before

@@ -5,8 +5,12 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import shutil
 import struct
-from collections.abc import Callable
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -113,6 +117,61 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
+@contextmanager
+def _staged(root: Path) -> Iterator[Path]:
+    """A fresh folder in `root` to download or extract into: on success its files join `root` (never
+    replacing one already there); on any failure it is deleted, with every folder made for it."""
+    made = [d for d in (root, *root.parents) if not d.exists()]  # deepest first
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".mixkd-fetch-", dir=root))
+    except OSError as e:
+        _remove_empty(made)
+        raise DataError(f"cannot write to {root} ({e.strerror or _one_line(e)}); set data.root to a writable "
+                        "folder") from None
+    try:
+        yield stage
+        _move_into(stage, root)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        _remove_empty(made)  # after a failure these hold nothing; after success they hold the data
+
+
+def _move_into(src: Path, dst: Path) -> None:
+    """Move the tree `src` into `dst`, merging folders; files already in `dst` are kept as they are."""
+    for entry in src.iterdir():
+        target = dst / entry.name
+        if entry.is_dir() and not entry.is_symlink() and target.is_dir():
+            _move_into(entry, target)
+        elif not os.path.lexists(target):
+            os.replace(entry, target)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (or gone): everything above it stays too
+            return
+
+
+def _extract_tar(archive: Path, dest: Path) -> None:
+    """Extract a (gzipped) tar of plain files and folders into `dest`; a damaged one is a DataError."""
+    hint = "the file is damaged: delete it (it is fetched again with data.download=true) or replace it"
+    try:
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()  # reads every header, so a truncated archive fails here
+            bad = next((m.name for m in members if not (m.isfile() or m.isdir()) or Path(m.name).is_absolute()
+                        or ".." in Path(m.name).parts), None)
+            if bad is not None:
+                raise DataError(f"{archive}: refusing to extract {bad!r} (a link or a path outside the folder)")
+            tf.extractall(dest, members=members, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    except DataError:
+        raise
+    except Exception as e:  # tarfile.ReadError, EOFError, zlib.error, OSError (disk full), ...
+        raise DataError(f"{archive}: cannot be extracted ({_one_line(e)}); {hint}") from None
+
+
 # --------------------------------------------------------------------------- CIFAR
 
 
@@ -150,10 +209,25 @@ def _find_cifar(root: Path, lay: _CifarLayout) -> Path | None:
     return None
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """CIFAR's pickles hold dicts, lists, strings and NumPy arrays; any other global could run code."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str) -> type:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR file")
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
+            out = _ArraysOnly(f, encoding="latin1").load()
+        if not isinstance(out, dict):
+            raise pickle.UnpicklingError(f"a {type(out).__name__}, not a dict")
+        return out
     except Exception as e:  # a truncated or foreign file: say which one
         raise DataError(
             f"{path}: not a CIFAR python pickle ({_one_line(e)}); delete it and fetch it again"
@@ -172,17 +246,23 @@ def _cifar_split(folder: Path, files: tuple[str, ...], key: str) -> Split:
 def _load_cifar(cfg: DataConfig) -> Source:
     lay, root = _CIFAR[cfg.name], resolve_root(cfg)
     folder = _find_cifar(root, lay)
-    if folder is None and (root / lay.archive).is_file():
-        from torchvision.datasets.utils import extract_archive
-
-        extract_archive(str(root / lay.archive), str(root))
+    archive = root / lay.archive
+    if folder is None and archive.is_file():
+        with _staged(root) as stage:
+            _extract_tar(archive, stage)
+            if _find_cifar(stage, lay) is None:
+                raise DataError(f"{archive}: does not hold {lay.folder}/ with "
+                                f"{', '.join((*lay.train, *lay.test, lay.meta))}; is it the {cfg.name} python archive?")
         folder = _find_cifar(root, lay)
     if folder is None and cfg.download:
         from torchvision import datasets
 
         tv = datasets.CIFAR10 if cfg.name == "cifar10" else datasets.CIFAR100
         try:
-            tv(str(root), train=True, download=True)
+            with _staged(root) as stage:
+                tv(str(stage), train=True, download=True)
+        except DataError:
+            raise
         except Exception as e:  # no network, proxy, disk full...: all end the same way
             raise DataError(
                 f"{cfg.name}: no data at {root / lay.folder} and the download failed ({_one_line(e)}); "
@@ -265,7 +345,10 @@ def _load_fashion(cfg: DataConfig) -> Source:
         from torchvision.datasets import FashionMNIST
 
         try:
-            FashionMNIST(str(root), train=True, download=True)
+            with _staged(root) as stage:
+                FashionMNIST(str(stage), train=True, download=True)
+        except DataError:
+            raise
         except Exception as e:
             raise DataError(
                 f"fashion-mnist: no IDX files at {root} and the download failed ({_one_line(e)}); "
