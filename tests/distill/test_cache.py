@@ -174,3 +174,22 @@ def test_worker_loader_bypasses_the_cache_with_a_warning(tmp_path, teacher_ckpt)
     assert len(warnings) == 1 and "cache is off" in warnings[0]
     row = json.loads((tmp_path / "w" / "metrics.jsonl").read_text().splitlines()[0])
     assert "teacher_cache_hit_rate" not in row
+
+
+@pytest.mark.parametrize("where", ["file", "under-file"])
+def test_a_cache_dir_that_is_a_file_is_one_line_before_any_work(tmp_path, where):
+    from mixkd.engine.trainer import Trainer
+    from mixkd.errors import ConfigError
+
+    teacher = tmp_path / "teacher.pt"
+    torch.save({"model": build_model("resnet8", 10).state_dict()}, teacher)
+    blocker = tmp_path / "logits"
+    blocker.write_text("a file, not a folder")
+    cache_dir = blocker if where == "file" else blocker / "sub"
+    cfg = load_config(None, [*TINY, "distill.method=kd", f"teacher.checkpoint={teacher}", "teacher.arch=resnet8",
+                             "teacher.cache=disk", f"teacher.cache_dir={cache_dir}"])
+    with pytest.raises(ConfigError) as e:
+        Trainer(cfg, tmp_path / "run")  # checks before any data or model is loaded
+    msg = str(e.value)
+    assert msg.startswith(f"teacher.cache_dir: {cache_dir} ") and "point it at a folder" in msg and "\n" not in msg
+    assert not (tmp_path / "run").exists() and blocker.read_text() == "a file, not a folder"

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mixkd.config import RunConfig
+from mixkd.config import RunConfig, TeacherConfig
+from mixkd.errors import ConfigError
 
 CACHE_VERSION = 2  # 2: the Trainer runs teachers with BatchNorm folded into the convolutions
 STORE_DTYPE = torch.float16
@@ -39,6 +40,19 @@ AUTO_BUDGET_BYTES = 2 * 2**30
 def default_cache_root() -> Path:
     """~/.cache/mixkd/teacher-logits (or $MIXKD_CACHE/teacher-logits)."""
     return Path(os.environ.get("MIXKD_CACHE") or "~/.cache/mixkd").expanduser() / "teacher-logits"
+
+
+def check_cache_dir(cfg: TeacherConfig) -> None:
+    """Fail in one line, before any work, when `teacher.cache=disk` cannot create its folder."""
+    if cfg.cache != "disk":
+        return
+    root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_root()
+    found = next(p for p in (root, *root.absolute().parents) if p.exists())
+    if not found.is_dir():
+        where = "is a file" if found == root else f"is under the file {found}"
+        raise ConfigError(f"teacher.cache_dir: {root} {where}; point it at a folder (created if missing)")
+    if not os.access(found, os.W_OK | os.X_OK):
+        raise ConfigError(f"teacher.cache_dir: {found} is not writable; point it at a folder you can write")
 
 
 def to_store(logits: Tensor) -> Tensor:

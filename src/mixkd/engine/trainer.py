@@ -18,7 +18,7 @@ from tqdm import tqdm
 from mixkd.config import RunConfig, save_config, to_dict
 from mixkd.data import DATASETS, Batch, DataBundle, build_data
 from mixkd.distill import FrozenTeacher, build_distiller, needs_teacher
-from mixkd.distill.cache import build_teacher_cache
+from mixkd.distill.cache import build_teacher_cache, check_cache_dir
 from mixkd.engine import distributed as D
 from mixkd.engine.metrics import evaluate
 from mixkd.engine.precision import (
@@ -130,6 +130,7 @@ class Trainer:
                 )
             if not Path(cfg.teacher.checkpoint).is_file():
                 raise ConfigError(f"teacher.checkpoint: no file at {cfg.teacher.checkpoint}")
+            check_cache_dir(cfg.teacher)
         if self.resume:
             if not self.run.last.exists():
                 raise MixkdError(f"cannot resume: {self.run.last} does not exist")
