@@ -12,6 +12,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 setup: $(STAMP)
 
+# CI pins the torch it is tested with (from this machine's wheels); pyproject.toml admits newer versions.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

@@ -168,7 +168,7 @@ def test_base_cycles_and_self_bases_are_one_line(tmp_path):
 @pytest.mark.parametrize("base", ["5", "[5]", "{x: 1}", "['']", "true"])
 def test_a_base_that_is_not_a_path_is_one_line(tmp_path, base):
     (tmp_path / "r.yaml").write_text(f"base: {base}\n")
-    assert "base: must be a recipe file or a list of them" in _one_line(tmp_path / "r.yaml")
+    assert "base: must be a recipe file or a list of them, relative to the recipe" in _one_line(tmp_path / "r.yaml")
 
 
 def test_a_missing_base_names_it(tmp_path):

@@ -374,8 +374,8 @@ def read_yaml(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
     bases = raw.pop("base", None)
     names = [] if bases is None else [bases] if isinstance(bases, str) else bases
     if not isinstance(names, list) or not all(isinstance(b, str) and b.strip() for b in names):
-        raise ConfigError(f"{path}: base: must be a recipe file or a list of them (paths relative to "
-                          f"{path.parent}), got {bases!r}")
+        raise ConfigError(f"{path}: base: must be a recipe file or a list of them, relative to the recipe's "
+                          f"folder; got {_show(bases)}")
     merged: dict = {}
     for name in names:
         base = path.parent / name

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from mixkd.analysis.curves import plot_test_accuracy
 from mixkd.analysis.tables import markdown_table, write_text
-from mixkd.config import load_config
+from mixkd.config import RECIPE_DIR, load_config
 from mixkd.engine.rundir import RunDir
 from mixkd.engine.trainer import read_summary, train
 from mixkd.errors import MixkdError
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "quickstart"
+CONFIG_DIR = RECIPE_DIR / "quickstart"  # shipped with mixkd: found in a checkout and in an installed wheel
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ def format_table(rows: list[tuple[str, dict]]) -> str:
 def quickstart(out: Path, extra: list[str], quiet: bool = False) -> str:
     """Run (or finish) the quickstart in `out`; returns the results table, also saved as results.md."""
     if not CONFIG_DIR.is_dir():
-        raise MixkdError(f"quickstart recipes not found at {CONFIG_DIR}; run from a checkout of the mixkd repository")
+        raise MixkdError(f"quickstart recipes not found at {CONFIG_DIR}: this mixkd installation is incomplete; "
+                         "reinstall it (pip install . from a checkout)")
     out.mkdir(parents=True, exist_ok=True)
     plan = steps((out / "teacher" / "best.pt").resolve())
     results = [(step.label, _run(step, out, extra, quiet)) for step in plan]

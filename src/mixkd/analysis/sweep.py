@@ -41,7 +41,7 @@ import numpy as np
 import yaml
 
 from mixkd.analysis.tables import markdown_table, write_csv, write_text
-from mixkd.config import load_config, parse_override, read_yaml_mapping
+from mixkd.config import find_recipe, load_config, parse_override, read_yaml_mapping
 from mixkd.errors import ConfigError
 from mixkd.registry import Registry
 
@@ -167,7 +167,7 @@ def load_spec(path: str | Path, out: str | Path | None = None, settings: Sequenc
     `settings` are `vars.NAME=VALUE` (a spec variable) and `grid.AXIS=[...]` (that axis's values, or for an
     axis of named values the labels to keep) given on the command line.
     """
-    path = Path(path)
+    path = find_recipe(path)
     raw = read_yaml_mapping(path, "pass a sweep spec such as those in configs/paper/figures/")
     allowed = {"recipe", "out", "overrides", "grid", "figures", "commands", "vars", "name"}
     unknown = set(raw) - allowed
