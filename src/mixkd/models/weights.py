@@ -119,19 +119,26 @@ def _torch_load(path: Path) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     # bad files surface as RuntimeError, EOFError, UnpicklingError, KeyError, ... depending on the damage
     except Exception as exc:
-        if "weights only load failed" in str(exc).lower():
-            raise CheckpointError(_needs_more_than_weights(path, exc)) from None
+        names = _unsafe_globals(path, exc)
+        if names:
+            raise CheckpointError(_needs_more_than_weights(path, names)) from None
         problem = f"cannot be read, truncated or not a PyTorch file? ({_reason(exc)})"
         raise CheckpointError(f"checkpoint {path}: {problem}") from None
 
 
-def _needs_more_than_weights(path: Path, exc: BaseException) -> str:
-    """Why a file the safe loader refused is refused, and the one command that converts it."""
-    try:  # reads the pickle's opcodes without running them (zip-format files only)
+def _unsafe_globals(path: Path, exc: BaseException) -> list[str]:
+    """The classes or functions the file needs beyond what weights_only=True allows; [] when it is damaged."""
+    if "weights only load failed" not in str(exc).lower():
+        return []
+    try:  # reads the pickle's opcodes without running them (zip-format files)
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception:
-        names = re.findall(r"GLOBAL (\S+) was not an allowed global", str(exc))
-        names = names or re.findall(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(exc))[:1]
+        names = []
+    return names or re.findall(r"GLOBAL (\S+) was not an allowed global", str(exc))
+
+
+def _needs_more_than_weights(path: Path, names: list[str]) -> str:
+    """Why a file the safe loader refused is refused, and the one command that converts it."""
     what = ", ".join(names[:_SHOW]) + (f", ... (+{len(names) - _SHOW} more)" if len(names) > _SHOW else "")
     src, dst = repr(str(path)), repr(str(path.with_name(path.stem + ".weights.pt")))
     convert = (
@@ -139,14 +146,16 @@ def _needs_more_than_weights(path: Path, exc: BaseException) -> str:
         "m = c.get('model', c.get('state_dict', c)) if isinstance(c, dict) else c; "
         f"torch.save({{'model': m.state_dict() if hasattr(m, 'state_dict') else m}}, {dst})\""
     )
-    return (f"checkpoint {path} holds Python objects beyond tensors ({what or 'refused by weights_only=True'}); "
+    return (f"checkpoint {path} holds Python objects beyond tensors ({what}); "
             "mixkd loads only weights, because unpickling other objects can run code. "
             f"If you trust the file, convert it once: {convert}")
 
 
 def _reason(exc: BaseException) -> str:
     """The exception's type and first sentence: torch's messages go on for paragraphs."""
-    first = str(exc).strip().split("\n", 1)[0].split(". ", 1)[0]
+    text = str(exc).strip()
+    text = text.split("WeightsUnpickler error:", 1)[-1].strip()  # the part of torch's safe-loader text that says why
+    first = text.split("\n", 1)[0].split(". ", 1)[0]
     text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
