@@ -247,8 +247,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
-        if isinstance(value, (int, float, datetime.date)):  # YAML 1.1 reads yes/no/on/off as booleans
-            kind = "true/false" if isinstance(value, bool) else "a date" if isinstance(value, datetime.date) else "a number"
+        # YAML 1.1 reads 2024 as a number, yes/no/on/off as booleans and 2024-01-01 as a date
+        kinds = ((bool, "true/false"), (datetime.date, "a date"), ((int, float), "a number"))
+        kind = next((k for t, k in kinds if isinstance(value, t)), None)
+        if kind:
             raise _BadValue(f"{key}: expected a string, got {_show(value)} (YAML read it as {kind}); put it in quotes")
     raise ConfigError(f"{key}: expected {_type_name(tp)}, got {_show(value)}")
 
