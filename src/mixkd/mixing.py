@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 
 import numpy as np
@@ -42,10 +43,45 @@ class Mixer(Protocol):
 MIXERS: Registry[Callable[[MixingConfig, int], Mixer]] = Registry("mixing method")
 
 
+def typed(value: float) -> Decimal:
+    """A float as its user typed it: the shortest decimal that reads back as the same float (0.45, not 0.4500…01)."""
+    return Decimal(repr(float(value)))
+
+
+def exact_mixed_rows(fraction: float, batch_size: int) -> int:
+    """Rows that `sampling=exact` mixes: round(fraction × B) half up, from the typed fraction; none when B = 1.
+
+    The product is taken in decimal, so 0.45 × 10 = 4.5 gives 5 and 0.15 × 10 = 1.5 gives 2 (floating
+    point says 4.4999… and 1.5000…2, and Python's round() rounds halves to even). A batch of one row has
+    no partner to mix with, so it is never mixed.
+    """
+    if batch_size < 2:
+        return 0
+    return int((typed(fraction) * batch_size).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def official_unmixed_draws(fraction: float, batch_size: int) -> int:
+    """How many rows the official code draws (with replacement) to leave unmixed: int(B × partmixup).
+
+    Its `partmixup` is what its user typed for "PMU `fraction`", i.e. the decimal 1 − fraction (0.9 for
+    10 %): taken from the typed fraction, not from the float 1 − fraction (int(10 × (1 − 0.9)) = 0, but the
+    official user types 0.1 and gets int(10 × 0.1) = 1). The product is the official code's float one, so
+    its own rounding is kept too (PMU 30 % at B = 90: int(90 × 0.7) = 62).
+    """
+    partmixup = float(1 - typed(fraction))
+    return int(batch_size * partmixup)
+
+
 def official_mixed_share(fraction: float, batch_size: int) -> float:
     """Expected share of mixed rows under the official code's sampling (unmixed rows drawn with replacement)."""
-    draws = int((1.0 - fraction) * batch_size)
-    return (1.0 - 1.0 / batch_size) ** draws
+    return (1.0 - 1.0 / batch_size) ** official_unmixed_draws(fraction, batch_size)
+
+
+# λ of a mixed row is kept in [2^-24, 1 - 2^-24]: both ends exact in float32, so the row's own weight and its
+# partner's are both > 0 in float32. Beta(α, α) with α <= 0.2 puts percent-level mass within 2^-24 of 0 or 1
+# (NumPy even returns exactly 1.0): those draws move by less than float32's resolution instead of
+# silently leaving the row unmixed.
+LAMBDA_EPS = 2.0**-24
 
 
 class _SeededMixer:
@@ -78,37 +114,49 @@ class NoMixing(_SeededMixer):
 
 @MIXERS.register("mixup")
 class Mixup(_SeededMixer):
-    """Mixup with one λ ~ Beta(α, α) per row and partners from a batch permutation.
+    """Mixup with one λ ~ Beta(α, α) per row; `fraction` is the share of rows mixed (1.0 = full mixup, FMU).
 
-    `fraction` is the share of rows that are mixed (1.0 = full mixup, FMU). With
-    `sampling="exact"` exactly round(fraction × B) rows are mixed. `sampling="official"`
-    reproduces the paper's code: it draws ⌊(1 − fraction) × B⌋ row indices *with replacement*
-    to leave unmixed, so its "10%" mixes about 41% of a batch of 64.
+    `sampling="exact"`: exactly `exact_mixed_rows(fraction, B)` rows are mixed in every batch, each with
+    a partner row other than itself and 0 < λ < 1; partners follow a random cycle through the batch, so
+    each row is the partner of at most one row. `sampling="official"` reproduces the paper's code: it
+    draws `official_unmixed_draws(fraction, B)` row indices *with replacement* to leave unmixed (so its
+    "10 %" mixes about 41 % of a batch of 64), pairs rows through a permutation of the whole batch (a row
+    may get itself as partner) and keeps λ as drawn (NumPy's Beta can return exactly 1.0 for small α).
+    Such rows still count as mixed: they went through the mixing arithmetic, as in the official code.
     """
 
     def __init__(self, cfg: MixingConfig, seed: int = 0) -> None:
         super().__init__(seed)
         self.alpha = cfg.alpha
         self.fraction = cfg.fraction
-        self.sampling = cfg.sampling
+        self.official = cfg.sampling == "official"
 
-    def _mixed_rows(self, b: int) -> np.ndarray:
-        mask = np.zeros(b, dtype=bool)
-        if self.sampling == "official":
-            mask[:] = True
-            mask[self.rng.integers(0, b, size=int((1.0 - self.fraction) * b))] = False
+    def _draw(self, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mixed [B] bool, λ [B] float32, partner [B] int64) for a batch of b rows."""
+        rows = np.arange(b)
+        mixed = np.zeros(b, dtype=bool)
+        if self.official:
+            mixed[:] = True
+            mixed[self.rng.integers(0, b, size=official_unmixed_draws(self.fraction, b))] = False
         else:
-            mask[self.rng.permutation(b)[: round(self.fraction * b)]] = True
-        return mask
+            mixed[self.rng.permutation(b)[: exact_mixed_rows(self.fraction, b)]] = True
+        lam = self.rng.beta(self.alpha, self.alpha, size=b)
+        order = self.rng.permutation(b)
+        if self.official:
+            partner = order
+        else:  # the next row along a random cycle: never the row itself when b >= 2
+            partner = np.empty(b, dtype=np.int64)
+            partner[order] = np.roll(order, -1)
+            lam = np.clip(lam, LAMBDA_EPS, 1.0 - LAMBDA_EPS)
+        lam = np.where(mixed, lam, 1.0).astype(np.float32)
+        return mixed, lam, np.where(mixed, partner, rows)
 
     def __call__(self, x: Tensor, y: Tensor, num_classes: int) -> MixResult:
-        b, dev = x.shape[0], x.device
-        mixed_np = self._mixed_rows(b)
-        lam_np = np.where(mixed_np, self.rng.beta(self.alpha, self.alpha, size=b), 1.0)
-        perm_np = np.where(mixed_np, self.rng.permutation(b), np.arange(b))
+        dev = x.device
+        mixed_np, lam_np, partner_np = self._draw(x.shape[0])
         mixed = torch.from_numpy(mixed_np).to(dev, non_blocking=True)
-        lam = torch.from_numpy(lam_np.astype(np.float32)).to(dev, non_blocking=True)
-        partner = torch.from_numpy(perm_np).to(dev, non_blocking=True)
+        lam = torch.from_numpy(lam_np).to(dev, non_blocking=True)
+        partner = torch.from_numpy(partner_np).to(dev, non_blocking=True)
 
         onehot = F.one_hot(y, num_classes).to(torch.float32)
         lam_col = lam.view(-1, 1)
