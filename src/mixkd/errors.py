@@ -15,3 +15,7 @@ class DataError(MixkdError):
 
 class CheckpointError(MixkdError):
     """A checkpoint is missing, corrupt, or does not fit the model."""
+
+
+class CacheError(MixkdError):
+    """The teacher-output cache cannot be created or is damaged."""

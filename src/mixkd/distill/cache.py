@@ -1,40 +1,56 @@
-"""Exact teacher-output cache: logits of unmixed rows keyed by (image index, augmentation view).
+"""Teacher-output cache: logits of unmixed rows keyed by (image index, augmentation view), stored exactly.
 
 A cache belongs to one *key*: the teacher's weights, the training split's content (so dataset, subset
-and subset seed), the normalisation, the number of views, the teacher's precision and memory layout,
-the device type and the torch version. Within a key, slot `index * num_views + view` holds the fp16
-logits of that image seen through that view, so a hit returns what the teacher would compute for those
-exact pixels, rounded to fp16 (relative error <= 2**-11; the FrozenTeacher rounds live logits the same
-way, so a run's targets do not depend on what happened to be cached).
+and subset seed), the normalisation, the number of views, the teacher's precision, memory layout and
+output dtype, the device type and the torch version. Within a key, slot `index * num_views + view`
+holds the logits the teacher computed for that image seen through that view, in the teacher's own
+output dtype (float32 for an fp32 teacher, bfloat16 under bf16 autocast): a hit returns those bits
+exactly, widened to float32 (exact).
 
-`memory` keeps a table on the data's device (lazily touched pages on the CPU); `disk` keeps a sparse,
-memory-mapped file under teacher.cache_dir/<key>/ that the runs of a sweep share (see DiskLogitCache).
+A hit equals what the teacher would compute live only if a row's logits do not depend on the other rows
+of its batch: misses run in sub-batches of any size. Before it builds a cache, mixkd checks this bit for
+bit on the run's first batch (`batch_dependence`). Measured on a Xeon with AMX (torch 2.14.1,
+benchmarks/batch_invariance.py): bf16 teachers are independent of the batch; fp32 teachers are not
+(sub-batches of up to 2-16 rows, depending on the architecture, take other matrix kernels and differ in
+the last bits). `auto` therefore keeps a cache only for a batch-independent teacher, so that a run with
+it trains exactly as without it (and `--resume`, which starts with an empty memory cache, stays
+bit-identical); an explicit `memory` or `disk` keeps one anyway, with a warning.
+
+`memory` keeps a table on the data's device (lazily touched pages on the CPU); `disk` keeps a
+preallocated, memory-mapped file under teacher.cache_dir/<key>/ that the runs of a sweep share, with a
+checksum per row (see DiskLogitCache).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from mixkd.config import RunConfig, TeacherConfig
-from mixkd.errors import ConfigError
+from mixkd.errors import CacheError, ConfigError
 
-CACHE_VERSION = 2  # 2: the Trainer runs teachers with BatchNorm folded into the convolutions
-STORE_DTYPE = torch.float16
-_FP16_MAX = 65504.0
+if TYPE_CHECKING:
+    from mixkd.distill.teacher import FrozenTeacher
+
+CACHE_VERSION = 3  # 3: logits in the teacher's own dtype (was fp16), preallocated files, a checksum per row
 # `teacher.cache=auto` keeps a table of at most this size (CIFAR-100: 50k x 162 views x 100 classes
-# x 2 bytes = 1.6 GB, allocated lazily on the CPU); larger tables need an explicit memory or disk.
+# x 2 bytes = 1.6 GB in bf16, allocated lazily on the CPU; 3.2 GB in fp32, so no auto cache then).
 AUTO_BUDGET_BYTES = 2 * 2**30
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_INT_VIEW = {2: torch.int16, 4: torch.int32}
 
 
 def default_cache_root() -> Path:
@@ -55,9 +71,30 @@ def check_cache_dir(cfg: TeacherConfig) -> None:
         raise ConfigError(f"teacher.cache_dir: {found} is not writable; point it at a folder you can write")
 
 
-def to_store(logits: Tensor) -> Tensor:
-    """Logits as the cache stores them: fp16, clamped to its finite range."""
-    return logits.float().clamp(-_FP16_MAX, _FP16_MAX).to(STORE_DTYPE)
+def dtype_name(dtype: torch.dtype) -> str:
+    """'float32', 'bfloat16' or 'float16': how the cache names a stored dtype."""
+    return str(dtype).removeprefix("torch.")
+
+
+def _bits(t: Tensor) -> Tensor:
+    """The tensor's bits as integers of the same width (so -0.0 != 0.0 and NaN == NaN compare as bits)."""
+    return t.contiguous().view(_INT_VIEW[t.element_size()])
+
+
+def batch_dependence(compute: Callable[[Tensor], Tensor], x: Tensor) -> int | None:
+    """The first batch size at which some row's output differs in any bit from the same row computed in `x`.
+
+    Checks `x` in reverse order (other positions, same size) and its first k rows for every k < len(x);
+    None when every row's output is the same bits in all of them. Costs about len(x) / 2 forwards of x.
+    """
+    full = _bits(compute(x))
+    b = x.shape[0]
+    if not torch.equal(_bits(compute(x.flip(0))).flip(0), full):
+        return b
+    for k in range(1, b):
+        if not torch.equal(_bits(compute(x[:k])), full[:k]):
+            return k
+    return None
 
 
 def _hash_tensor(h: hashlib._Hash, t: Tensor) -> None:
@@ -85,7 +122,8 @@ def split_digest(images: Tensor, labels: Tensor) -> str:
 
 
 def cache_identity(*, teacher: str, split: str, mean: tuple, std: tuple, num_views: int, num_samples: int,
-                   num_classes: int, precision: str, channels_last: bool, device_type: str) -> dict:
+                   num_classes: int, precision: str, channels_last: bool, device_type: str,
+                   dtype: str = "float32") -> dict:
     """Everything a cached logit depends on, as a JSON-able dict (its hash names the cache)."""
     return {
         "version": CACHE_VERSION,
@@ -98,6 +136,7 @@ def cache_identity(*, teacher: str, split: str, mean: tuple, std: tuple, num_vie
         "num_classes": num_classes,
         "precision": precision,
         "channels_last": channels_last,
+        "dtype": dtype,
         "device_type": device_type,
         "torch": torch.__version__.split("+")[0],
     }
@@ -109,13 +148,15 @@ def identity_key(identity: dict) -> str:
 
 
 class MemoryLogitCache:
-    """A [num_samples * num_views, C] fp16 table plus validity flags, on one device, for one process."""
+    """A [num_samples * num_views, C] table in the teacher's dtype plus validity flags, on one device."""
 
-    def __init__(self, num_samples: int, num_views: int, num_classes: int, device: torch.device | str) -> None:
+    def __init__(self, num_samples: int, num_views: int, num_classes: int, device: torch.device | str,
+                 dtype: torch.dtype = torch.float32) -> None:
         self.num_views = num_views
+        self.dtype = dtype
         slots = num_samples * num_views
         # torch.empty does not touch the pages on the CPU, so memory grows with what is stored
-        self.table = torch.empty(slots, num_classes, dtype=STORE_DTYPE, device=device)
+        self.table = torch.empty(slots, num_classes, dtype=dtype, device=device)
         self.valid = torch.zeros(slots, dtype=torch.bool, device=device)
 
     def _slots(self, index: Tensor, view: Tensor) -> Tensor:
@@ -127,15 +168,20 @@ class MemoryLogitCache:
         return self.table[k].float(), self.valid[k]
 
     def store(self, index: Tensor, view: Tensor, logits: Tensor) -> None:
-        """Remember logits for the given keys."""
+        """Remember logits (in the cache's dtype, stored as they are) for the given keys."""
+        _check_dtype(logits, self.dtype)
         k = self._slots(index, view)
-        self.table[k] = to_store(logits).to(self.table.device)
+        self.table[k] = logits.to(self.table.device)
         self.valid[k] = True
+
+
+def _check_dtype(logits: Tensor, dtype: torch.dtype) -> None:
+    if logits.dtype != dtype:  # a conversion would round: the cache stores the teacher's own values
+        raise ValueError(f"the cache stores {dtype} logits, got {logits.dtype}")
 
 
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -144,69 +190,174 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-class DiskLogitCache:
-    """The same table as MemoryLogitCache in two sparse memory-mapped files, shared by processes.
+def _checksum_weights(words: int) -> np.ndarray:
+    # fixed, odd (so invertible modulo 2^32: any change of one word changes the sum), different per position
+    return (np.arange(words + 1, dtype=np.uint32) * np.uint32(0x9E3779B2)) | np.uint32(1)
 
-    Files in `folder`: identity.json (written last at creation), logits.f16 [slots, C], valid.u8 [slots].
-    Guarantees: creation happens under an flock on `<folder>.lock`, and readers open a folder only once
-    identity.json exists, so nobody maps half-created files. A writer stores a row's values before its
-    validity byte and a reader reads the byte before the values; processes on one host share the page
-    cache, and x86 keeps stores (and loads) in program order, so a reader that sees the flag sees the
-    values. Concurrent writers of one slot both write valid logits of the same input (they may differ
-    in the last bits when the teacher's kernels depend on the batch), so any mix of the two is within
-    fp16 tolerance. Not guaranteed: network file systems (mmap is not coherent there) and power loss
-    (the kernel may persist the flag page before the values page); delete the folder after a crash.
+
+def _size(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
+
+
+class DiskLogitCache:
+    """The table of MemoryLogitCache in two preallocated memory-mapped files, shared by processes.
+
+    Files in `folder`: `logits.bin` ([slots, classes] values of `dtype`, row-major, native byte order),
+    `tags.u32` ([slots] uint32: 0 = empty, else 1 + a checksum of the row's bytes and slot number) and
+    `identity.json`, written last at creation, which describes both (dtype, shapes, checksum). The
+    checksum is Σ w_j·u_j + (slot + 1)·w_0 mod 2^32 over the row's 16-bit words u_j, with fixed odd
+    weights (0 becomes 1): a change of any one word always changes it; a zero-filled row or a row in
+    the wrong slot goes unnoticed with probability about 2^-32.
+
+    Guarantees: creation happens under an flock on `<folder>.lock` and reserves the files' full size
+    (posix_fallocate), so a full disk fails at creation with one line instead of a SIGBUS mid-run;
+    readers open a folder only once identity.json exists; opening checks the file sizes and the checksum
+    of every stored row (a damaged folder is refused with one line); a hit is used only if its checksum
+    matches (a row damaged after opening is recomputed and rewritten, with one warning). A writer stores
+    a row's values before its tag and a reader reads the tag before the values; processes on one host
+    share the page cache, and x86 keeps stores (and loads) in program order, so a reader that sees a
+    tag sees the values. Not guaranteed: network file systems (mmap is not coherent there) and power
+    loss (the kernel may persist the tag page before the values page; the checksums then catch it).
     """
 
     def __init__(self, folder: Path, identity: dict) -> None:
         self.folder = Path(folder)
         self.num_views = identity["num_views"]
-        slots = identity["num_samples"] * identity["num_views"]
-        classes = identity["num_classes"]
+        self.dtype = DTYPES[identity["dtype"]]
+        self.slots = identity["num_samples"] * identity["num_views"]
+        self.classes = identity["num_classes"]
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        self.words = self.classes * itemsize // 2  # 16-bit words per row
+        self.weights = _checksum_weights(self.words)
+        self.sizes = {"logits.bin": self.slots * self.classes * itemsize, "tags.u32": self.slots * 4}
+        self.damaged_rows = 0  # rows that failed their checksum after opening (recomputed)
         meta = self.folder / "identity.json"
-        with _file_lock(self.folder.with_name(self.folder.name + ".lock")):
-            if not meta.exists():
-                self.folder.mkdir(parents=True, exist_ok=True)
-                for name, size in (("logits.f16", slots * classes * 2), ("valid.u8", slots)):
-                    with open(self.folder / name, "wb") as f:
-                        f.truncate(size)  # sparse: disk is used only by the slots written
-                tmp = meta.with_suffix(".tmp")
-                tmp.write_text(json.dumps(identity, indent=2, sort_keys=True))
-                os.replace(tmp, meta)
-            elif json.loads(meta.read_text()) != identity:
-                raise RuntimeError(f"{meta} does not match this run's teacher/dataset; delete {self.folder}")
-        self.logits = np.memmap(self.folder / "logits.f16", dtype=np.float16, mode="r+", shape=(slots, classes))
-        self.valid = np.memmap(self.folder / "valid.u8", dtype=np.uint8, mode="r+", shape=(slots,))
+        header = {**identity, "format": "mixkd teacher-logit cache", "slots": self.slots,
+                  "files": {"logits.bin": f"[{self.slots}, {self.classes}] {identity['dtype']}, row-major, "
+                                          f"{sys.byteorder}-endian",
+                            "tags.u32": f"[{self.slots}] uint32: 0 = empty, else 1 + checksum of the row"},
+                  "checksum": "sum_j w_j * u_j + (slot + 1) * w_0 mod 2^32 over the row's uint16 words u_j "
+                              "(j from 1), w_j = (j * 0x9E3779B2 mod 2^32) | 1; a sum of 0 is stored as 1"}
+        try:
+            self.folder.parent.mkdir(parents=True, exist_ok=True)
+            with _file_lock(self.folder.with_name(self.folder.name + ".lock")):
+                if not meta.exists():
+                    self._create(header)
+                else:
+                    self._check_existing(meta, header)
+        except OSError as e:
+            raise CacheError(f"teacher cache {self.folder}: {e.strerror or e}; set teacher.cache_dir=DIR to "
+                             "another folder, or use teacher.cache=memory or teacher.cache=off") from None
+        self.logits = np.memmap(self.folder / "logits.bin", dtype=np.uint16, mode="r+",
+                                shape=(self.slots, self.words))
+        self.tags = np.memmap(self.folder / "tags.u32", dtype=np.uint32, mode="r+", shape=(self.slots,))
 
+    # ------------------------------------------------------------------ creation and checks
+    def _create(self, header: dict) -> None:
+        need = sum(self.sizes.values())
+        self.folder.mkdir(exist_ok=True)
+        try:
+            for name, size in self.sizes.items():
+                fd = os.open(self.folder / name, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    if size:
+                        os.posix_fallocate(fd, 0, size)  # blocks reserved now: no SIGBUS on a full disk later
+                finally:
+                    os.close(fd)
+        except OSError as e:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                free = shutil.disk_usage(self.folder.parent).free
+                raise CacheError(
+                    f"teacher.cache=disk needs {_size(need)} in {self.folder.parent} but only {_size(free)} is "
+                    "free there; free some space, set teacher.cache_dir=DIR on a larger disk, or use "
+                    "teacher.cache=memory or teacher.cache=off") from None
+            raise
+        tmp = self.folder / "identity.json.tmp"
+        tmp.write_text(json.dumps(header, indent=2, sort_keys=True))
+        os.replace(tmp, self.folder / "identity.json")
+
+    def _damaged(self, why: str) -> CacheError:
+        return CacheError(f"teacher cache {self.folder} is damaged ({why}); delete that folder (it is rebuilt "
+                          "on the next run), or use teacher.cache=memory")
+
+    def _check_existing(self, meta: Path, header: dict) -> None:
+        try:
+            found = json.loads(meta.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise self._damaged("identity.json is not valid JSON") from None
+        if found != header:
+            raise self._damaged("identity.json does not describe this run's teacher, data and dtype")
+        for name, size in self.sizes.items():
+            have = (self.folder / name).stat().st_size if (self.folder / name).exists() else None
+            if have != size:
+                raise self._damaged(f"{name} has {have} bytes, expected {size}" if have is not None
+                                    else f"{name} is missing")
+        logits = np.memmap(self.folder / "logits.bin", dtype=np.uint16, mode="r", shape=(self.slots, self.words))
+        tags = np.memmap(self.folder / "tags.u32", dtype=np.uint32, mode="r", shape=(self.slots,))
+        stored = np.flatnonzero(tags)
+        bad, first = 0, None
+        for lo in range(0, len(stored), 1 << 16):  # 13 MB at a time for 100 bf16 classes
+            k = stored[lo:lo + (1 << 16)]
+            wrong = self._tags(k, logits[k]) != tags[k]
+            if wrong.any():
+                bad += int(wrong.sum())
+                first = first if first is not None else int(k[wrong][0])
+        del logits, tags
+        if bad:
+            raise self._damaged(f"{bad} of {len(stored)} stored rows fail their checksum, the first at slot {first}")
+
+    def _tags(self, k: np.ndarray, words: np.ndarray) -> np.ndarray:
+        # uint32 arithmetic wraps, i.e. works modulo 2^32; einsum sums without a uint32 temporary per word
+        h = np.einsum("ij,j->i", words, self.weights[1:], dtype=np.uint32)
+        h += (k.astype(np.uint32) + np.uint32(1)) * self.weights[0]
+        h[h == 0] = 1  # 0 means "empty"
+        return h
+
+    # ------------------------------------------------------------------ hot path
     def _slots(self, index: Tensor, view: Tensor) -> np.ndarray:
         return (index.to("cpu", torch.int64) * self.num_views + view.to("cpu", torch.int64)).numpy()
 
     def lookup(self, index: Tensor, view: Tensor) -> tuple[Tensor, Tensor]:
         """(logits [n, C] float32, found [n] bool) on the keys' device; rows not found are zero."""
         k = self._slots(index, view)
-        found = self.valid[k] != 0  # flags first, then values (see the class docstring)
-        out = np.zeros((len(k), self.logits.shape[1]), dtype=np.float32)
-        out[found] = self.logits[k[found]]
+        tags = self.tags[k]  # tags first, then values (see the class docstring)
+        found = tags != 0
+        words = np.zeros((len(k), self.words), dtype=np.uint16)
+        words[found] = self.logits[k[found]]
+        ok = self._tags(k[found], words[found]) == tags[found]
+        if not ok.all():  # damaged since opening: treat as misses, so they are recomputed and rewritten
+            if not self.damaged_rows:
+                _warn(f"teacher cache {self.folder}: a stored row failed its checksum and is recomputed; "
+                      "if this recurs, check the disk or delete that folder")
+            self.damaged_rows += int((~ok).sum())
+            idx = np.flatnonzero(found)
+            found[idx[~ok]] = False
+            words[idx[~ok]] = 0
+        logits = torch.from_numpy(words.view(np.int16)).view(self.dtype).float()
         dev = index.device
-        return torch.from_numpy(out).to(dev), torch.from_numpy(found).to(dev)
+        return logits.to(dev), torch.from_numpy(found).to(dev)
 
     def store(self, index: Tensor, view: Tensor, logits: Tensor) -> None:
-        """Write the values, then the validity flags."""
+        """Write the values (in the cache's dtype, as they are), then the tags."""
+        _check_dtype(logits, self.dtype)
         k = self._slots(index, view)
-        self.logits[k] = to_store(logits).cpu().numpy()
-        self.valid[k] = 1
+        words = _bits(logits.detach().cpu()).numpy().view(np.uint16).reshape(len(k), self.words)
+        self.logits[k] = words
+        self.tags[k] = self._tags(k, words)
 
 
 def _warn(text: str) -> None:
     print(f"mixkd: warning: {text}", file=sys.stderr)
 
 
-def build_teacher_cache(cfg: RunConfig, teacher: nn.Module, data, precision: str,
-                        channels_last: bool = False) -> MemoryLogitCache | DiskLogitCache | None:
-    """The cache named by `cfg.teacher.cache`, or None when it is off or the loader cannot key rows.
+def build_teacher_cache(cfg: RunConfig, teacher: FrozenTeacher, data) -> MemoryLogitCache | DiskLogitCache | None:
+    """The cache named by `cfg.teacher.cache` for this teacher, or None when it is off or cannot be used.
 
-    `auto` is an in-memory cache when the device loader names each row's view and the table fits
-    AUTO_BUDGET_BYTES, else no cache.
+    `auto` is an in-memory cache when the device loader names each row's view, the table fits
+    AUTO_BUDGET_BYTES in the teacher's output dtype and the teacher's logits do not depend on the batch
+    (checked on the first training batch); else no cache. `memory` and `disk` warn when the teacher's
+    logits depend on the batch and keep the cache.
     """
     mode = cfg.teacher.cache
     if mode == "off":
@@ -220,19 +371,31 @@ def build_teacher_cache(cfg: RunConfig, teacher: nn.Module, data, precision: str
                   "augmentation view); this run uses DataLoader workers, so the cache is off")
         return None
     device = loader.images.device
-    if mode == "auto":
-        table_bytes = loader.num_samples * loader.num_views * data.spec.num_classes * 2
-        if table_bytes > AUTO_BUDGET_BYTES:
+    first = next(iter(loader), None)
+    if first is None:  # no full batch to train on, so nothing to cache
+        return None
+    x = first.x
+    dtype = teacher.compute(x[:1]).dtype
+    classes = data.spec.num_classes
+    table_bytes = loader.num_samples * loader.num_views * classes * torch.empty((), dtype=dtype).element_size()
+    if mode == "auto" and table_bytes > AUTO_BUDGET_BYTES:
+        return None
+    k = batch_dependence(teacher.compute, x)
+    if k is not None:
+        if mode == "auto":
             return None
-        mode = "memory"
-    if mode == "memory":  # lives and dies with this run, so it needs no identity
-        return MemoryLogitCache(loader.num_samples, loader.num_views, data.spec.num_classes, device)
+        _warn(f"teacher.cache={mode}: this teacher's {dtype_name(dtype)} logits change in the last bits when a "
+              f"row runs in a batch of {k} rows instead of {x.shape[0]}, so cached targets can differ from live "
+              "ones: --resume and runs that share the cache match runs without it to float rounding, not bit "
+              "for bit (teacher.cache=off gives bit-identical runs)")
+    if mode in ("auto", "memory"):  # lives and dies with this run, so it needs no identity
+        return MemoryLogitCache(loader.num_samples, loader.num_views, classes, device, dtype)
     # hashing the teacher and the whole split is only worth it for a cache that other runs will open
     identity = cache_identity(
-        teacher=weights_digest(teacher), split=split_digest(loader.images, loader.labels),
+        teacher=weights_digest(teacher.model), split=split_digest(loader.images, loader.labels),
         mean=data.spec.mean, std=data.spec.std, num_views=loader.num_views, num_samples=loader.num_samples,
-        num_classes=data.spec.num_classes, precision=precision, channels_last=channels_last,
-        device_type=device.type,
+        num_classes=classes, precision=teacher.precision, channels_last=teacher.channels_last,
+        device_type=device.type, dtype=dtype_name(dtype),
     )
     root = Path(cfg.teacher.cache_dir).expanduser() if cfg.teacher.cache_dir else default_cache_root()
     return DiskLogitCache(root / identity_key(identity), identity)

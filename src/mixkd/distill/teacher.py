@@ -7,7 +7,6 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from mixkd.distill.cache import to_store
 from mixkd.engine.precision import autocast
 from mixkd.models.fold import fold_batchnorm
 
@@ -20,7 +19,7 @@ class LogitCache(Protocol):
         ...
 
     def store(self, index: Tensor, view: Tensor, logits: Tensor) -> None:
-        """Remember logits for the given keys."""
+        """Remember logits, in the teacher's output dtype and unrounded, for the given keys."""
         ...
 
 
@@ -47,22 +46,23 @@ class FrozenTeacher(nn.Module):
         """The teacher ignores train(): its BatchNorm statistics must never change."""
         return super().train(False)
 
-    def _forward(self, x: Tensor) -> Tensor:
+    def compute(self, x: Tensor) -> Tensor:
+        """The teacher's logits for `x`, in its own output dtype (bf16 under bf16 autocast); no cache."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(x.device.type, self.precision):
             out = self.fast(x)
-        return out.float().clone()  # a normal tensor, usable as a target outside inference mode
+        return out.clone()  # a normal tensor, usable as a target outside inference mode
 
     def forward(self, x: Tensor, index: Tensor | None = None, view: Tensor | None = None,
                 mixed: Tensor | None = None) -> Tensor:
         """Teacher logits (float32) for the batch `x`; unmixed rows come from the cache when possible.
 
-        With a cache every row is rounded through fp16, hit or miss, so the targets do not depend on
-        what was cached before (e.g. after a resume, or in the second run of a sweep).
+        A hit is the teacher's own output for that (image, view), stored unrounded, widened to float32;
+        a miss is computed now (the whole batch when nothing hits, else only the rows that missed).
         """
         if self.cache is None or index is None or view is None:
-            return self._forward(x)
+            return self.compute(x).float()
         b = x.shape[0]
         clean = ~mixed if mixed is not None else torch.ones(b, dtype=torch.bool, device=x.device)
         clean_rows = clean.nonzero().squeeze(1)
@@ -72,18 +72,18 @@ class FrozenTeacher(nn.Module):
         self.queries += int(clean_rows.numel())
         self.hits += n_hit
         if n_hit == 0:  # cold: one forward of the whole batch, no gathers
-            out = self._forward(x)
+            out = self.compute(x)
             if clean_rows.numel():
                 self.cache.store(index[clean_rows], view[clean_rows], out[clean_rows])
-            return to_store(out).float()
+            return out.float()
         need = torch.ones(b, dtype=torch.bool, device=x.device)
         need[hit_rows] = False
         need_rows = need.nonzero().squeeze(1)
         out = torch.empty(b, cached.shape[1], device=x.device)
         out[hit_rows] = cached[found]
         if need_rows.numel():
-            fresh = self._forward(x[need_rows])
-            out[need_rows] = to_store(fresh).float()
+            fresh = self.compute(x[need_rows])
+            out[need_rows] = fresh.float()
             new = clean[need_rows]
             if bool(new.any()):
                 rows = need_rows[new]

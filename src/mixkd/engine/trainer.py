@@ -175,9 +175,9 @@ class Trainer:
         model = model.to(self.rt.device)
         if self.rt.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        cache = build_teacher_cache(cfg, model, self.data, self.rt.teacher_precision, self.rt.channels_last)
-        return FrozenTeacher(model, self.rt.teacher_precision, cache, channels_last=self.rt.channels_last,
-                             fold_bn=True)
+        teacher = FrozenTeacher(model, self.rt.teacher_precision, channels_last=self.rt.channels_last, fold_bn=True)
+        teacher.cache = build_teacher_cache(cfg, teacher, self.data)  # probes the teacher as it will run
+        return teacher
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int, best: dict, elapsed: float, teacher_eval: dict | None) -> dict:
