@@ -192,7 +192,7 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 def _checksum_weights(words: int) -> np.ndarray:
     # fixed, odd (so invertible modulo 2^32: any change of one word changes the sum), different per position
-    return (np.arange(words + 1, dtype=np.uint32) * np.uint32(0x9E3779B2)) | np.uint32(1)
+    return (np.arange(1, words + 1, dtype=np.uint32) * np.uint32(0x9E3779B2)) | np.uint32(1)
 
 
 def _size(n: float) -> str:
@@ -203,11 +203,12 @@ class DiskLogitCache:
     """The table of MemoryLogitCache in two preallocated memory-mapped files, shared by processes.
 
     Files in `folder`: `logits.bin` ([slots, classes] values of `dtype`, row-major, native byte order),
-    `tags.u32` ([slots] uint32: 0 = empty, else 1 + a checksum of the row's bytes and slot number) and
+    `tags.u32` ([slots] uint32: 0 = empty, else a checksum of the row's bytes and slot number) and
     `identity.json`, written last at creation, which describes both (dtype, shapes, checksum). The
-    checksum is Σ w_j·u_j + (slot + 1)·w_0 mod 2^32 over the row's 16-bit words u_j, with fixed odd
-    weights (0 becomes 1): a change of any one word always changes it; a zero-filled row or a row in
-    the wrong slot goes unnoticed with probability about 2^-32.
+    checksum is Σ w_j·u_j + (slot + 1) mod 2^32 over the row's 16-bit words u_j, with fixed odd weights
+    w_j, stored as 1 when it is 0: a change of any one word changes the sum (the tag misses it only if
+    the sum moves between 0 and 1); a zero-filled row or a row in the wrong slot goes unnoticed with a
+    probability of about 2^-32.
 
     Guarantees: creation happens under an flock on `<folder>.lock` and reserves the files' full size
     (posix_fallocate), so a full disk fails at creation with one line instead of a SIGBUS mid-run;
@@ -235,8 +236,8 @@ class DiskLogitCache:
         header = {**identity, "format": "mixkd teacher-logit cache", "slots": self.slots,
                   "files": {"logits.bin": f"[{self.slots}, {self.classes}] {identity['dtype']}, row-major, "
                                           f"{sys.byteorder}-endian",
-                            "tags.u32": f"[{self.slots}] uint32: 0 = empty, else 1 + checksum of the row"},
-                  "checksum": "sum_j w_j * u_j + (slot + 1) * w_0 mod 2^32 over the row's uint16 words u_j "
+                            "tags.u32": f"[{self.slots}] uint32: 0 = empty, else the row's checksum"},
+                  "checksum": "sum_j w_j * u_j + (slot + 1) mod 2^32 over the row's uint16 words u_j "
                               "(j from 1), w_j = (j * 0x9E3779B2 mod 2^32) | 1; a sum of 0 is stored as 1"}
         try:
             self.folder.parent.mkdir(parents=True, exist_ok=True)
@@ -309,8 +310,8 @@ class DiskLogitCache:
 
     def _tags(self, k: np.ndarray, words: np.ndarray) -> np.ndarray:
         # uint32 arithmetic wraps, i.e. works modulo 2^32; einsum sums without a uint32 temporary per word
-        h = np.einsum("ij,j->i", words, self.weights[1:], dtype=np.uint32)
-        h += (k.astype(np.uint32) + np.uint32(1)) * self.weights[0]
+        h = np.einsum("ij,j->i", words, self.weights, dtype=np.uint32)
+        h += k.astype(np.uint32) + np.uint32(1)
         h[h == 0] = 1  # 0 means "empty"
         return h
 
