@@ -125,7 +125,7 @@ def test_disk_cache_is_shared_by_concurrent_processes(tmp_path):
     ident = _identity(precision="bf16", dtype="bfloat16")
     procs = [subprocess.Popen([sys.executable, "-c", script, json.dumps(ident), str(p), str(folder)], cwd=REPO)
              for p in (0, 1)]
-    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
     cache = DiskLogitCache(folder, ident)  # a third reader of the same files
     idx = torch.arange(N)
     logits, found = cache.lookup(idx, idx % 3)
