@@ -8,13 +8,13 @@ import torch
 from mixkd.config import DataConfig
 from mixkd.data import build_data
 from mixkd.models.weights import load_model
-from tests.conftest import SHARED, TINY, run_mixkd
+from tests.conftest import TINY, run_mixkd
 from tests.data.conftest import write_fake_cifar
+from tests.golden import golden
 
-CKPT = SHARED / "fixtures" / "checkpoints" / "resnet8.pth"
+CKPT = golden("checkpoints/resnet8.pth")
 
 
-@pytest.mark.skipif(not CKPT.exists(), reason="../shared/fixtures/checkpoints not found")
 def test_distill_from_a_community_checkpoint_on_cifar100_layout(tmp_path):
     # the fixture teachers have 100 classes: a small CIFAR-100 in torchvision's layout feeds them
     write_fake_cifar(tmp_path / "c100", "cifar100", n_train=128, n_test=64)

@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,12 +19,11 @@ from mixkd.distill.losses import (
 from mixkd.mixing import build_mixer
 from mixkd.models import build_model
 from tests.conftest import TINY, requires_fmnist
+from tests.golden import golden
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
-CASES = json.loads((FIXTURES / "losses.json").read_text()) if (FIXTURES / "losses.json").exists() else []
+CASES = json.loads(golden("losses.json").read_text())
 
 
-@pytest.mark.skipif(not CASES, reason="../shared/fixtures/losses.json not found")
 @pytest.mark.parametrize("i", range(len(CASES)))
 def test_golden_values_of_the_official_code(i):
     c = CASES[i]

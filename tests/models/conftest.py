@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,41 +12,25 @@ import torch
 from torch import nn
 
 from mixkd.models import build_model
-
-# <repo>/../shared/fixtures, i.e. /work/shared/fixtures next to the checkout
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
+from tests.golden import golden, reference_archs
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Parametrize `checkpoint_arch` over the architectures that have a reference checkpoint."""
+    """Parametrize `checkpoint_arch` over the architectures that have reference logits."""
     if "checkpoint_arch" in metafunc.fixturenames:
-        names = sorted(
-            p.name.removesuffix(".expected.pt") for p in (FIXTURES / "checkpoints").glob("*.expected.pt")
-        )
-        absent = pytest.param(
-            None, marks=pytest.mark.skip(reason=f"no reference checkpoints in {FIXTURES.resolve()}")
-        )
-        metafunc.parametrize("checkpoint_arch", names or [absent])
+        metafunc.parametrize("checkpoint_arch", reference_archs())
 
 
 @pytest.fixture(scope="session")
-def fixtures_dir() -> Path:
-    """The shared reference fixtures; tests that need them skip, with the reason, when absent."""
-    if not FIXTURES.is_dir():
-        pytest.skip(f"shared fixtures {FIXTURES.resolve()} are absent")
-    return FIXTURES
-
-
-@pytest.fixture(scope="session")
-def zoo_spec(fixtures_dir: Path) -> dict[str, Any]:
+def zoo_spec() -> dict[str, Any]:
     """The reference state_dict keys, shapes and parameter counts of the CIFAR zoo (100 classes)."""
-    return json.loads((fixtures_dir / "zoo_state_dict_keys.json").read_text())
+    return json.loads(golden("zoo_state_dict_keys.json").read_text())
 
 
 @pytest.fixture(scope="session")
-def reference_input(fixtures_dir: Path) -> torch.Tensor:
+def reference_input() -> torch.Tensor:
     """The 8x3x32x32 batch the reference logits were computed on."""
-    return torch.load(fixtures_dir / "checkpoints" / "input.pt", weights_only=True)["input"]
+    return torch.load(golden("checkpoints/input.pt"), weights_only=True)["input"]
 
 
 @cache

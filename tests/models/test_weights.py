@@ -18,11 +18,12 @@ import torch
 from mixkd.errors import CheckpointError
 from mixkd.models import build_model, extract_state_dict, load_model, load_weights, read_checkpoint
 from tests.conftest import REPO, TINY, run_mixkd
+from tests.golden import golden
 
 
 @pytest.fixture(scope="module")
-def resnet8_ckpt(fixtures_dir: Path) -> Path:
-    return fixtures_dir / "checkpoints" / "resnet8.pth"
+def resnet8_ckpt() -> Path:
+    return golden("checkpoints/resnet8.pth")
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +48,12 @@ def one_line_error(excinfo: pytest.ExceptionInfo[CheckpointError]) -> str:
     return message
 
 
-def test_community_checkpoint_loads_in_eval_mode(resnet8_ckpt, fixtures_dir, reference_input) -> None:
+def test_community_checkpoint_loads_in_eval_mode(resnet8_ckpt, reference_input) -> None:
     model = load_model(resnet8_ckpt, arch="resnet8")
     assert not model.training and model.arch == "resnet8" and model.num_classes == 100  # inferred
     with torch.no_grad():
         logits = model(reference_input)
-    expected = torch.load(fixtures_dir / "checkpoints" / "resnet8.expected.pt", weights_only=True)["logits"]
+    expected = torch.load(golden("checkpoints/resnet8.expected.pt"), weights_only=True)["logits"]
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=0)
 
 

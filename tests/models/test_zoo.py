@@ -8,6 +8,7 @@ import torchvision
 
 from mixkd.errors import ConfigError
 from mixkd.models import MODELS, ModelOutput, ZooModel, build_model, list_models
+from tests.golden import golden, reference_checkpoint
 
 ZOO = [
     "resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet8x4",
@@ -49,10 +50,10 @@ def test_parameter_count_matches_reference(name, zoo_spec, built) -> None:
     assert sum(p.numel() for p in built(name, 100).parameters()) == zoo_spec[name]["num_parameters"]
 
 
-def test_reference_checkpoint_reproduces_logits(checkpoint_arch, fixtures_dir, reference_input) -> None:
-    expected = torch.load(fixtures_dir / "checkpoints" / f"{checkpoint_arch}.expected.pt", weights_only=True)["logits"]
+def test_reference_checkpoint_reproduces_logits(checkpoint_arch, reference_input) -> None:
+    expected = torch.load(golden(f"checkpoints/{checkpoint_arch}.expected.pt"), weights_only=True)["logits"]
     model = build_model(checkpoint_arch, 100).eval()
-    model.load_state_dict(torch.load(fixtures_dir / "checkpoints" / f"{checkpoint_arch}.pth", weights_only=True)["model"])
+    model.load_state_dict(torch.load(reference_checkpoint(checkpoint_arch), weights_only=True)["model"])
     with torch.no_grad():
         logits = model(reference_input)
     assert logits.dtype == torch.float32
