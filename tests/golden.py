@@ -1,6 +1,6 @@
 """The reference facts the tests pin mixkd to (produced by the paper's official code; see fixtures/README.md).
 
-They live in the repository (tests/fixtures/), so the tests that read them always run. The five reference
+They live in the repository (tests/data/fixtures/), so the tests that read them always run. The five reference
 checkpoints larger than 2 MiB stay in the lab's shared folder (../shared/fixtures/checkpoints); their key
 names and shapes are in zoo_state_dict_keys.json here, and a test that needs their weights says which file
 is missing when it is not there.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-GOLDEN = Path(__file__).resolve().parent / "fixtures"
+GOLDEN = Path(__file__).resolve().parent / "data" / "fixtures"
 SHARED_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 
 
@@ -25,7 +25,7 @@ def golden(name: str) -> Path:
 
 
 def reference_archs() -> list[str]:
-    """Architectures with reference logits (tests/fixtures/checkpoints/NAME.expected.pt)."""
+    """Architectures with reference logits (tests/data/fixtures/checkpoints/NAME.expected.pt)."""
     return sorted(p.name.removesuffix(".expected.pt") for p in (GOLDEN / "checkpoints").glob("*.expected.pt"))
 
 
