@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mixkd.analysis.loading import load_models, split_models_and_overrides
+from mixkd.analysis.loading import load_models
 from mixkd.errors import ConfigError, MixkdError
 from tests.conftest import requires_fmnist
 
@@ -33,7 +33,7 @@ def test_bad_model_arguments(tmp_path, untrained_ckpt):
     with pytest.raises(ConfigError, match="--data NAME"):
         load_models([untrained_ckpt], arch="resnet8")
     with pytest.raises(ConfigError, match="data.\\* overrides only"):
-        split_models_and_overrides(["run", "optim.lr=0.1"])
+        load_models(["run"], overrides=["optim.lr=0.1"])
     with pytest.raises(MixkdError, match="no such run directory"):
         load_models([tmp_path / "nope"])
     with pytest.raises(MixkdError, match="does not record its architecture"):

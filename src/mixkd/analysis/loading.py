@@ -70,18 +70,6 @@ class EvalData:
         return WorkerLoader(rows, self.spec, workers=self.workers, large=True, **common)
 
 
-def split_models_and_overrides(items: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Positional arguments -> (MODEL paths, KEY=VALUE overrides); an existing path is always a model."""
-    models = [s for s in items if "=" not in s or Path(s).exists()]
-    overrides = [s for s in items if s not in models]
-    bad = [o for o in overrides if not o.startswith("data.")]
-    if bad:
-        raise ConfigError(f"override {bad[0]!r}: the analyses take data.* overrides only (e.g. data.test_subset=1000)")
-    if not models:
-        raise ConfigError("no MODEL given: pass run directories or checkpoint files")
-    return models, overrides
-
-
 def expand_runs(paths: Sequence[str | Path]) -> list[tuple[Path, str]]:
     """(path, label) per model: a folder holding run directories below it (a sweep) stands for all of them."""
     out = []
@@ -141,6 +129,11 @@ def load_models(paths: Sequence[str | Path], *, arch: str | None = None, data: s
     The dataset is --data, else the first run's (with its subsets); data.* overrides apply on top. Checkpoint
     files that do not record their arch/dataset take --arch and the shared dataset.
     """
+    bad = [o for o in overrides if not o.startswith("data.")]
+    if bad:
+        raise ConfigError(f"override {bad[0]!r}: the analyses take data.* overrides only (e.g. data.test_subset=1000)")
+    if not paths:
+        raise ConfigError("no MODEL given: pass run directories or checkpoint files")
     dev = resolve_device(device, key="--device")
     named = expand_runs(paths)
     found = [(p, *_checkpoint_of(p)) for p, _ in named]

@@ -335,8 +335,14 @@ def _run_point(point: Point, out: Path, logs: Path) -> tuple[int, float, str]:
         log.write(" ".join(cmd) + "\n")
         log.flush()
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    lines = [ln for ln in (logs / f"{point.name}.log").read_text().splitlines() if ln.strip()]
-    return proc.returncode, time.perf_counter() - start, lines[-1][-300:] if lines else ""
+    return proc.returncode, time.perf_counter() - start, last_error_line((logs / f"{point.name}.log").read_text())
+
+
+def last_error_line(log: str) -> str:
+    """The whole line that says why a point failed: its last `mixkd: error:` line, else its last line."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("mixkd: error:")]
+    return (errors or lines or [""])[-1]
 
 
 # --------------------------------------------------------------------------- results and figures

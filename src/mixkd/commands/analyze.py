@@ -5,61 +5,79 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-_MODEL_HELP = ("run directories (their best.pt and config.yaml) or checkpoint files (mixkd, community "
-               "{'model': sd} or bare state_dict; then --arch/--data), plus data.* overrides")
+from mixkd.cli import HelpFormatter, add_overrides
+
+_MODEL_HELP = ("run directories (their best.pt and config.yaml), folders holding run directories, or checkpoint "
+               "files (mixkd, community {'model': sd} or bare state_dict; then --arch/--data)")
 
 
 def add_model_args(p: argparse.ArgumentParser, default_out: str) -> None:
     """The MODEL... arguments shared by `analyze` and `attack`."""
     p.add_argument("models", nargs="+", metavar="MODEL", help=_MODEL_HELP)
+    add_overrides(p, "data.* overrides of the dataset the models are evaluated on (e.g. data.test_subset=1000)")
     p.add_argument("--arch", help="architecture of checkpoint files that do not record it (e.g. resnet56)")
     p.add_argument("--data", metavar="NAME", help="dataset of checkpoint files that do not record it (data.name)")
     p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:N (default auto)")
     p.add_argument("--batch-size", type=int, metavar="N", help="evaluation batch size (default data.eval_batch_size)")
     p.add_argument("--out", type=Path, default=Path(default_out), help=f"output folder (default {default_out})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling, t-SNE and k-means (default 0)")
 
 
 def load_from_args(args: argparse.Namespace):
     """(models, eval data) from the parsed MODEL arguments."""
-    from mixkd.analysis.loading import load_models, split_models_and_overrides
+    from mixkd.analysis.loading import load_models
 
     if args.batch_size is not None and args.batch_size < 1:
         from mixkd.errors import ConfigError
 
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    paths, overrides = split_models_and_overrides(args.models)
-    return load_models(paths, arch=args.arch, data=args.data, overrides=overrides, device=args.device,
+    return load_models(args.models, arch=args.arch, data=args.data, overrides=args.overrides, device=args.device,
                        batch_size=args.batch_size)
+
+
+_ANALYZE_EXAMPLES = """examples (after `mixkd quickstart`, whose runs are in runs/quickstart):
+  mixkd analyze features runs/quickstart/teacher runs/quickstart/student-mixkd --classes 0 2 4 6
+  mixkd analyze logits runs/quickstart --class Coat
+"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `analyze features` and `analyze logits`."""
-    p = sub.add_parser("analyze", help="analyse trained models: feature clustering (t-SNE, V-score), softmax outputs")
+    p = sub.add_parser("analyze", help="analyse trained models: feature clustering (t-SNE, V-score), softmax outputs",
+                       description="Analyses of trained models; see `mixkd analyze features --help` and "
+                                   "`mixkd analyze logits --help`.",
+                       epilog=_ANALYZE_EXAMPLES, formatter_class=HelpFormatter)
     kinds = p.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
     f = kinds.add_parser(
         "features", help="t-SNE of penultimate features of chosen classes + V-measure of k-means clusters",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  mixkd analyze features runs/T-S runs/MixT-S --classes cifar100-similar\n"
-               "  mixkd analyze features runs/teacher --classes Trouser Bag Sneaker --per-class 200\n"
-               "  mixkd analyze features resnet56.pth --arch resnet56 --data cifar100 --classes 0 1 2")
+        formatter_class=HelpFormatter,
+        epilog="examples (after `mixkd quickstart`):\n"
+               "  mixkd analyze features runs/quickstart/teacher runs/quickstart/student-mixkd --classes 0 2 4 6\n"
+               "  mixkd analyze features runs/quickstart --classes Trouser Bag Sneaker --per-class 100 "
+               "data.test_subset=500\n"
+               "  mixkd analyze features resnet56.pth --arch resnet56 --data cifar100 --classes cifar100-similar\n"
+               "           # a community checkpoint on CIFAR-100 (data.root=DIR says where CIFAR-100 is)")
     add_model_args(f, "runs/analysis/features")
     f.add_argument("--classes", nargs="+", required=True, metavar="CLASS",
                    help="class names or indices, or one preset: cifar100-similar, cifar100-dissimilar")
     f.add_argument("--per-class", type=int, default=500, metavar="N",
                    help="at most N seeded examples of each class per split (default 500, 0 = all)")
-    f.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    f.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"],
+                   help="splits analysed (default train test)")
+    f.add_argument("--seed", type=int, default=0,
+                   help="seed of the --per-class sampling, the t-SNE and the k-means (default 0)")
     f.set_defaults(func=_features)
     g = kinds.add_parser(
         "logits", help="per-class average softmax, top-1 and mean entropy on train and test (Fig. 4)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  mixkd analyze logits runs/teacher runs/teacher-mixup --class Coat\n"
-               "  mixkd analyze logits runs/T-S runs/T-MixS --temperature 4 --class apple")
+        formatter_class=HelpFormatter,
+        epilog="examples (after `mixkd quickstart`):\n"
+               "  mixkd analyze logits runs/quickstart/teacher runs/quickstart/student-kd --class Coat\n"
+               "  mixkd analyze logits runs/quickstart --temperature 4 --class 0 --splits test")
     add_model_args(g, "runs/analysis/logits")
     g.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (default 1)")
     g.add_argument("--class", dest="cls", metavar="NAME", help="class whose average distribution is drawn "
                    "(name or index; default the first class)")
-    g.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    g.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"],
+                   help="splits analysed (default train test)")
     g.set_defaults(func=_logits)
 
 

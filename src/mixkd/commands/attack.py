@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mixkd.cli import HelpFormatter
 from mixkd.commands.analyze import add_model_args, load_from_args
 
 DEFAULT_EPS = ["0", "1/255", "2/255", "4/255", "8/255"]
@@ -13,11 +14,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `attack`."""
     p = sub.add_parser(
         "attack", help="accuracy under white-box FGSM / I-FGSM per epsilon: table (Markdown, CSV, JSON) + plot",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="epsilon is in pixel units [0, 1] (fractions like 2/255 are fine); the attack perturbs the\n"
                "de-normalised pixels, clamps them to [0, 1] and re-applies the model's normalisation.\n"
-               "examples:\n  mixkd attack runs/pmu10 runs/fmu --eps 0 1/255 2/255 4/255\n"
-               "  mixkd attack resnet20.pth --arch resnet20 --data cifar100 --steps 10 --per-class 100")
+               "examples (after `mixkd quickstart`):\n"
+               "  mixkd attack runs/quickstart/student-kd runs/quickstart/student-mixkd --eps 0 1/255 2/255 4/255\n"
+               "  mixkd attack runs/quickstart --attacks fgsm --per-class 20 --out runs/quickstart/attack\n"
+               "  mixkd attack resnet20.pth --arch resnet20 --data cifar100 --steps 10 --per-class 100\n"
+               "           # a community checkpoint on CIFAR-100 (data.root=DIR says where CIFAR-100 is)")
     add_model_args(p, "runs/analysis/attack")
     p.add_argument("--eps", nargs="+", default=DEFAULT_EPS, metavar="EPS",
                    help=f"perturbation budgets (L-inf, pixel units; default {' '.join(DEFAULT_EPS)})")
@@ -26,7 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=10, help="I-FGSM iterations (default 10)")
     p.add_argument("--step-size", type=float, metavar="S", help="I-FGSM step in pixel units (default eps/steps)")
     p.add_argument("--split", default="test", choices=["train", "test"], help="split attacked (default test)")
-    p.add_argument("--per-class", type=int, metavar="N", help="attack at most N seeded images per class")
+    p.add_argument("--per-class", type=int, metavar="N",
+                   help="attack at most N seeded images per class (default: every image of the split)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --per-class sampling (default 0)")
     p.set_defaults(func=_run)
 
 

@@ -6,19 +6,29 @@ import argparse
 import json
 import sys
 
+from mixkd.cli import HelpFormatter
+
+_EXAMPLES = """examples:
+  mixkd bench step --rounds 1 --steps 5                  # a quick look, about a minute
+  mixkd bench step --rounds 3 --steps 10                 # what docs/speed.md reports
+  mixkd bench epoch --pairs r110-r20 --rounds 1 --batches 40 --data-root ../shared/data/cifar10-jpg.zip
+"""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `bench`."""
     p = sub.add_parser("bench", help="measure distillation speed (plain fp32 pipeline vs mixkd defaults)",
                        description="Each variant runs in its own process; rounds are interleaved. "
-                                   "On a shared machine, run one benchmark at a time.")
+                                   "On a shared machine, run one benchmark at a time.",
+                       epilog=_EXAMPLES, formatter_class=HelpFormatter)
     p.add_argument("what", choices=["step", "epoch"], help="the distillation step alone, or an epoch with data")
-    p.add_argument("--pairs", default="r110-r20,w402-w162", help="comma-separated: r110-r20, w402-w162")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (the median is reported)")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per round (step benchmark)")
+    p.add_argument("--pairs", default="r110-r20,w402-w162",
+                   help="comma-separated teacher-student pairs: r110-r20, w402-w162 (default both)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported (default 3)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per round, step benchmark (default 20)")
     p.add_argument("--batches", type=int, default=100,
-                   help="time only the first K batches of the epoch (epoch benchmark)")
-    p.add_argument("--data-root", help="CIFAR-10 image tree or zip for the epoch benchmark")
+                   help="time only the first K batches of the epoch, epoch benchmark (default 100)")
+    p.add_argument("--data-root", help="CIFAR-10 image tree or zip for the epoch benchmark (required there)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of Markdown")
     p.set_defaults(func=run_bench)
 

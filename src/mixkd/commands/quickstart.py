@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mixkd.cli import HelpFormatter, add_overrides
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `quickstart`."""
@@ -13,9 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="train a teacher, then students without KD, with KD and with Mix-KD; print a table and a plot",
         epilog="examples:\n  mixkd quickstart\n  mixkd quickstart --out runs/qs data.name=imagefolder "
                "data.root=../shared/data/cifar10-jpg.zip",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides applied to every run")
+    add_overrides(p, "config overrides applied to every run (e.g. data.train_subset=2000)")
     p.add_argument("--out", default="runs/quickstart", help="folder for the four runs (default runs/quickstart)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=_run)

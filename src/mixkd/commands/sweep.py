@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import argparse
 
+from mixkd.cli import HelpFormatter, add_overrides
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `sweep`."""
     p = sub.add_parser(
         "sweep", help="run a grid of train/distill runs from a YAML spec; write results.csv and heatmaps",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="Finished points (summary.json) are skipped and interrupted ones resumed, so rerunning the same\n"
-               "command continues a sweep. KEY=VALUE overrides apply to every point (they scale a spec down).\n"
+               "command continues a sweep. KEY=VALUE overrides apply to every point (they scale a spec down;\n"
+               "each spec's header in configs/paper/figures/ gives its scaled-down command).\n"
                "examples:\n  mixkd sweep configs/paper/figures/fig6-pmu-alpha.yaml --dry-run\n"
-               "  mixkd sweep configs/paper/figures/fig5-teacher-student.yaml --jobs 4\n"
-               "  mixkd sweep configs/paper/figures/fig5-teacher-student.yaml --collect")
+               "  mixkd sweep configs/paper/figures/teachers.yaml grid.arch=[resnet8] data.name=fashion-mnist \\\n"
+               "      data.train_subset=1000 optim.epochs=2 optim.milestones=[1] --out runs/small --jobs 2\n"
+               "  mixkd sweep configs/paper/figures/teachers.yaml grid.arch=[resnet8] data.name=fashion-mnist \\\n"
+               "      data.train_subset=1000 optim.epochs=2 optim.milestones=[1] --out runs/small --collect")
     p.add_argument("spec", help="sweep spec (YAML): recipe, out, overrides, grid, figures, commands")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="config overrides applied to every point; vars.NAME=VALUE sets a spec variable and "
-                        "grid.AXIS=[v1,v2] replaces an axis's values (or picks some of its named values)")
+    add_overrides(p, "config overrides applied to every point; vars.NAME=VALUE sets a spec variable and "
+                     "grid.AXIS=[v1,v2] replaces an axis's values (or picks some of its named values)")
     p.add_argument("--out", help="folder of the point run directories (default: the spec's `out`)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="points run in parallel (default 1)")
     p.add_argument("--dry-run", action="store_true", help="list the points, their status and commands; run nothing")
-    p.add_argument("--collect", action="store_true", help="only gather results.csv and draw the figures")
+    p.add_argument("--collect", action="store_true",
+                   help="only gather results.csv and draw the figures (an error while no point has finished)")
     p.set_defaults(func=_run)
 
 
@@ -37,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
         status,
     )
     from mixkd.config import parse_override
-    from mixkd.errors import ConfigError
+    from mixkd.errors import ConfigError, MixkdError
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
@@ -58,6 +63,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{len(points)} points -> {spec.out}")
         return 0
     if args.collect:
+        if not any(status(spec.out / p.name) == "done" for p in points):
+            raise MixkdError(f"nothing to collect: none of the {len(points)} points has finished in {spec.out}; "
+                             "run the sweep without --collect first")
         rows = collect(spec, overrides)
         done = sum(r["status"] == "done" for r in rows)
         print(f"{done}/{len(rows)} points finished; wrote {spec.out}/results.csv"

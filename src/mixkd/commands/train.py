@@ -6,21 +6,33 @@ import argparse
 import json
 from pathlib import Path
 
+from mixkd.cli import HelpFormatter, add_overrides
 from mixkd.config import load_config
 from mixkd.errors import ConfigError, MixkdError
 
-_EPILOG = """examples:
-  mixkd train configs/quickstart/teacher.yaml optim.epochs=5 --out runs/teacher
-  mixkd train configs/paper/cifar100/teachers/resnet110.yaml --mixup        # a Mix-T teacher
-  mixkd distill configs/paper/cifar100/resnet110-resnet20.yaml --teacher resnet110.pth --teacher-arch resnet110
-  mixkd train --resume runs/teacher                                          # continue a stopped run
+_TRAIN_EXAMPLES = """examples:
+  mixkd train configs/quickstart/teacher.yaml --out runs/teacher
+  mixkd train configs/quickstart/teacher.yaml --mixup --out runs/teacher-mixup   # a Mix-T teacher
+  mixkd train model.arch=resnet8 data.train_subset=2000 optim.epochs=2 optim.milestones=[1] --out runs/plain
+  mixkd train --resume runs/teacher                        # continue a stopped run
+  mixkd train configs/paper/cifar100/teachers/resnet110.yaml --out runs/paper/cifar100/teachers/resnet110
+Without a recipe, KEY=VALUE overrides apply to the built-in defaults (resnet20 on all of Fashion-MNIST,
+240 epochs); a bare `mixkd train` is refused.
+"""
+
+_DISTILL_EXAMPLES = """examples (after `mixkd train configs/quickstart/teacher.yaml --out runs/teacher`):
+  mixkd distill configs/quickstart/student.yaml --teacher runs/teacher/best.pt --out runs/student
+  mixkd distill configs/quickstart/student.yaml --teacher runs/teacher/best.pt distill.method=kd \\
+      mixing.name=none --out runs/student-kd
+  mixkd distill --resume runs/student                      # continue a stopped run
+  mixkd distill configs/paper/cifar100/resnet110-resnet20/pmu10.yaml --teacher resnet110.pth \\
+      --teacher-arch resnet110 data.root=/data/cifar100     # a community (RepDistiller) teacher
 """
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", help="YAML recipe (omit with --resume)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="config overrides such as optim.lr=0.1 data.train_subset=5000")
+    add_overrides(p, "config overrides such as optim.lr=0.1 data.train_subset=5000 (anywhere on the line)")
     p.add_argument("--out", help="run directory to create (default: runs/<name>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--mixup", nargs="?", type=float, const=1.0, metavar="FRACTION",
@@ -31,41 +43,45 @@ def _common(p: argparse.ArgumentParser) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `train` and `distill`."""
     p = sub.add_parser("train", help="train a model from scratch (a teacher or a baseline student)",
-                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=_TRAIN_EXAMPLES, formatter_class=HelpFormatter)
     _common(p)
     p.set_defaults(func=run_train, distill=False)
     d = sub.add_parser("distill", help="distil a student from a teacher checkpoint (KD, Mix-KD, ...)",
-                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=_DISTILL_EXAMPLES, formatter_class=HelpFormatter)
     _common(d)
     d.add_argument("--teacher", metavar="CKPT", help="teacher checkpoint (mixkd run, community .pth or state_dict)")
     d.add_argument("--teacher-arch", metavar="NAME", help="teacher architecture when the checkpoint does not say")
     d.set_defaults(func=run_train, distill=True)
 
 
-def _config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace):
+    """The validated RunConfig a train/distill command line asks for (a recipe, overrides, --resume)."""
     overrides = list(args.overrides)
-    if args.config and "=" in args.config and not Path(args.config).exists():
-        overrides.insert(0, args.config)  # `mixkd train key=value ...` with no recipe
-        args.config = None
+    if args.resume:
+        if args.config or overrides or args.mixup is not None or getattr(args, "teacher", None):
+            raise ConfigError("--resume continues a run exactly as configured; drop the recipe and overrides")
+        return load_config(Path(args.resume) / "config.yaml")
+    if not args.config and not overrides:
+        verb = "distill" if args.distill else "train"
+        raise ConfigError(f"mixkd {verb} needs a recipe (e.g. configs/quickstart/teacher.yaml), KEY=VALUE "
+                          "overrides of the built-in defaults (resnet20, all of Fashion-MNIST, 240 epochs), "
+                          "or --resume RUN_DIR")
     if args.mixup is not None:
         overrides += ["mixing.name=mixup", f"mixing.fraction={args.mixup}"]
     if getattr(args, "teacher", None):
         overrides.append(f"teacher.checkpoint={args.teacher}")
     if getattr(args, "teacher_arch", None):
         overrides.append(f"teacher.arch={args.teacher_arch}")
-    if args.resume:
-        if args.config or overrides:
-            raise ConfigError("--resume continues a run exactly as configured; drop the recipe and overrides")
-        return load_config(Path(args.resume) / "config.yaml")
     return load_config(args.config, overrides)
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Validate the config, then train or distil."""
     from mixkd.distill import needs_teacher
+    from mixkd.engine.distributed import is_main_process
     from mixkd.engine.trainer import train
 
-    cfg = _config_from_args(args)
+    cfg = config_from_args(args)
     if args.distill and not needs_teacher(cfg.distill.method):
         raise ConfigError(
             f"distill.method={cfg.distill.method} trains without a teacher; use distill.method=mixkd (or kd, "
@@ -75,6 +91,6 @@ def run_train(args: argparse.Namespace) -> int:
         raise MixkdError(f"distill.method={cfg.distill.method} needs a teacher: run `mixkd distill` instead")
     summary = train(cfg, args.resume or args.out, config_path=args.config, resume=bool(args.resume),
                     quiet=args.quiet)
-    if not args.quiet:
+    if not args.quiet and is_main_process():
         print(json.dumps({k: summary[k] for k in ("best_top1", "best_epoch", "last_top1", "wall_time_s")}))
     return 0

@@ -29,6 +29,11 @@ class DistInfo:
         return self.world_size > 1
 
 
+def is_main_process() -> bool:
+    """Whether this process is rank 0 of its job (always, without torchrun); only rank 0 prints results."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def init_distributed(device_setting: str) -> DistInfo:
     """Join the process group that torchrun describes in the environment (gloo on CPU, nccl on CUDA)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
