@@ -61,3 +61,124 @@ def test_models_and_datasets_are_listed(capsys):
 def test_asking_for_a_gpu_that_is_not_there_is_one_line(capsys, monkeypatch):
     line = _error(capsys, monkeypatch, "train", "configs/quickstart/teacher.yaml", "runtime.device=cuda")
     assert "runtime.device" in line and "no CUDA GPU" in line
+
+
+# --------------------------------------------------------------------------- one parsing rule for every command
+
+
+def test_a_bare_train_or_distill_is_refused(capsys, monkeypatch):
+    for verb in ("train", "distill"):
+        line = _error(capsys, monkeypatch, verb)
+        assert f"mixkd {verb} needs a recipe" in line and "--resume" in line, line
+    line = _error(capsys, monkeypatch, "train", "--mixup")  # an option alone is no config either
+    assert "needs a recipe" in line
+
+
+@pytest.mark.parametrize("argv, mixup, config, overrides", [
+    (["train", "--mixup", "data.train_subset=256"], 1.0, None, ["data.train_subset=256"]),
+    (["train", "--mixup", "configs/quickstart/teacher.yaml", "seed=1"], 1.0, "configs/quickstart/teacher.yaml",
+     ["seed=1"]),
+    (["train", "--mixup", "0.5", "configs/quickstart/teacher.yaml"], 0.5, "configs/quickstart/teacher.yaml", []),
+    (["train", "--mixup=0.3", "optim.lr=0.1", "--quiet"], 0.3, None, ["optim.lr=0.1"]),
+    (["train", "configs/quickstart/teacher.yaml", "--out", "runs/x", "optim.lr=0.1", "--mixup"], 1.0,
+     "configs/quickstart/teacher.yaml", ["optim.lr=0.1"]),
+])
+def test_mixup_takes_its_fraction_only_when_one_follows(argv, mixup, config, overrides):
+    from mixkd.cli import parse_args
+
+    args = parse_args(argv)
+    assert (args.mixup, args.config, args.overrides) == (mixup, config, overrides)
+
+
+@pytest.mark.parametrize("argv, where", [
+    (["analyze", "features", "runs/a", "--classes", "0", "2", "data.test_subset=100", "--per-class", "3"], "models"),
+    (["analyze", "logits", "runs/a", "--class", "Coat", "data.test_subset=100"], "models"),
+    (["attack", "runs/a", "--eps", "0", "1/255", "data.test_subset=5", "--steps", "2"], "models"),
+    (["sweep", "s.yaml", "--jobs", "2", "optim.epochs=2", "--dry-run", "grid.a=[1]"], "spec"),
+    (["quickstart", "--out", "runs/q", "data.train_subset=64"], None),
+    (["distill", "r.yaml", "--teacher", "t.pt", "optim.epochs=2", "--quiet"], "config"),
+])
+def test_overrides_may_follow_options_for_every_command_that_takes_them(argv, where):
+    from mixkd.cli import parse_args
+
+    args = parse_args(argv)
+    assert [o for o in args.overrides if not o.startswith("grid.")] == [a for a in argv if "=" in a
+                                                                       and not a.startswith(("grid.", "--"))]
+    if where == "models":
+        assert args.models == ["runs/a"]
+    elif where:
+        assert "=" not in getattr(args, where)
+
+
+def test_argument_errors_show_the_usage_of_their_subcommand(capsys):
+    from mixkd.cli import main
+
+    for argv, prog, words in [
+        (["analyze", "features", "runs/a", "--classes", "0", "--bogus"], "mixkd analyze features",
+         "unrecognized arguments: --bogus"),
+        (["report", "runs/a", "seed=1"], "mixkd report", "this command takes no KEY=VALUE overrides, got 'seed=1'"),
+        (["train", "a.yaml", "b.yaml"], "mixkd train", "'b.yaml' is not a KEY=VALUE override"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith(f"usage: {prog} ") and f"{prog}: error: {words}" in err, err
+
+
+def test_analyses_reject_non_data_overrides(capsys, monkeypatch):
+    line = _error(capsys, monkeypatch, "attack", "runs/a", "--eps", "0", "optim.lr=0.1")
+    assert "data.* overrides only" in line
+
+
+# --------------------------------------------------------------------------- sweeps say what happened
+
+
+def _spec(tmp_path) -> str:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"recipe: {REPO / 'configs/quickstart/teacher.yaml'}\nout: {tmp_path / 'out'}\n"
+                    "grid:\n  seed: [0]\n")
+    return str(spec)
+
+
+def test_collect_without_a_finished_point_is_an_error_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    line = _error(capsys, monkeypatch, "sweep", _spec(tmp_path), "--collect")
+    assert "nothing to collect" in line and "without --collect" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_last_error_line_is_whole():
+    from mixkd.analysis.sweep import last_error_line
+
+    long = "mixkd: error: " + "x" * 400
+    assert last_error_line(f"python -m mixkd train\n{long}\n\n") == long
+    assert last_error_line(f"{long}\nTraceback (most recent call last):\nValueError: boom\n") == long
+    assert last_error_line("Traceback (most recent call last):\n  File x\nValueError: boom\n") == "ValueError: boom"
+
+
+@requires_fmnist
+def test_a_failing_point_reports_its_whole_error_line(tmp_path):
+    root = "/nonexistent/" + "a-long-folder-name/" * 12  # the error line is longer than any terminal
+    proc = run_mixkd("sweep", _spec(tmp_path), *TINY, "data.name=cifar100", f"data.root={root}",
+                     "data.download=false", check=False)
+    assert proc.returncode == 1, proc.stderr
+    log = (tmp_path / "out" / "logs" / "seed-0.log").read_text()
+    error = next(ln for ln in log.splitlines() if ln.startswith("mixkd: error:"))
+    assert len(error) > 300 and f"FAILED (exit 2): {error}" in proc.stdout, proc.stdout
+
+
+# --------------------------------------------------------------------------- torchrun: one summary
+
+
+@requires_fmnist
+def test_only_rank_0_prints_the_summary_under_torchrun(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mixkd",
+           "train", *TINY, "optim.epochs=1", "optim.milestones=[]", "--out", str(tmp_path / "run")]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summaries = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert len(summaries) == 1 and summaries[0]["last_top1"] is not None, proc.stdout
