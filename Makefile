@@ -1,6 +1,7 @@
 # The two commands a newcomer runs: `make quickstart` (the main job) and `make test`.
 # Each sets itself up: a virtual environment in .venv, mixkd and its dependencies, and the
 # offline Fashion-MNIST data (Debian package dataset-fashion-mnist) where apt-get can install it.
+# `make test-slow` runs every test, the long ones included; `make bench` the step benchmark of docs/speed.md.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -37,10 +38,10 @@ test: setup data
 	$(PY) -m pytest
 
 test-slow: setup data
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m 'slow or not slow'
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 
 bench: setup data
-	$(VENV)/bin/mixkd bench
+	$(VENV)/bin/mixkd bench step --rounds 3 --steps 10
