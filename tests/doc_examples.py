@@ -222,9 +222,8 @@ def _resolved_data(argv: tuple[str, ...]) -> tuple[str, str | None] | None:
             cfg = spec.points([t for t in args.overrides if t not in settings])[0].config()
         elif args.command == "quickstart":
             from mixkd.config import load_config
-            from mixkd.quickstart import CONFIG_DIR
 
-            cfg = load_config(CONFIG_DIR / "teacher.yaml", args.overrides)
+            cfg = load_config(REPO / "configs" / "quickstart" / "teacher.yaml", args.overrides)
         else:
             from mixkd.commands.train import config_from_args
 

@@ -9,7 +9,7 @@ import io
 import os
 import re
 import shlex
-import subprocess
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,15 +110,19 @@ class Workspaces:
                 pytest.fail(f"the earlier example {d.id} failed:\n{r.describe()}")
         cwd = self.dir(e.group)
         argv = e.run_argv(cwd)
-        independent = not e.deps and id(e) not in DEPENDED_ON
-        if independent and tuple(argv) in self.memo:  # the same command in another document
-            result = self.memo[tuple(argv)]
+        # The same command, run before in another document's fresh copy, made the same files: copy them.
+        reusable = not e.deps and (e.writes is not None or id(e) not in DEPENDED_ON)
+        earlier = self.memo.get(tuple(argv)) if reusable else None
+        if earlier is not None and (e.writes is None or (earlier.cwd / e.writes).exists()):
+            if e.writes is not None and not (cwd / e.writes).exists():
+                shutil.copytree(earlier.cwd / e.writes, cwd / e.writes, symlinks=True)
+            result = dataclasses.replace(earlier, cwd=cwd)
         else:
             before = _files(cwd) if e.expected_error else None
             result = run_in_process(argv, cwd)
             if e.expected_error and result.rc == 2:
                 assert _files(cwd) == before, f"{e.id}: files changed although it stopped with an error"
-            if independent:
+            if reusable:
                 self.memo[tuple(argv)] = result
         self.results[id(e)] = result
         return result
@@ -257,16 +261,26 @@ _HELP_OF: dict[str, str] = {}
 
 
 def _check_other_options(options: list[str], program: str) -> None:
-    """Options of another program appear in its --help."""
+    """Options of another program appear in its --help (run in this process: torch is imported already)."""
+    import runpy
+
     if program not in _HELP_OF:
-        cmd = [sys.executable, "-m", "torch.distributed.run"] if program == "torchrun" else [
-            sys.executable, *shlex.split(program)[1:]]
-        proc = subprocess.run([*cmd, "--help"], capture_output=True, text=True, cwd=REPO, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        _HELP_OF[program] = proc.stdout
+        words = shlex.split(program)
+        out, argv = io.StringIO(), sys.argv
+        sys.argv = [words[-1], "--help"]
+        try:
+            if program == "torchrun":
+                from torch.distributed.run import get_args_parser
+
+                out.write(get_args_parser().format_help())
+            else:
+                with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+                    runpy.run_path(str(REPO / words[1]), run_name="__main__")
+        finally:
+            sys.argv = argv
+        _HELP_OF[program] = out.getvalue()
     for opt in options:
-        stem = opt.rstrip("*")
-        assert stem in _HELP_OF[program], f"{program} --help does not list {opt}"
+        assert opt.rstrip("*") in _HELP_OF[program], f"{program} --help does not list {opt}"
 
 
 # --------------------------------------------------------------------------- the rules' tables stay honest

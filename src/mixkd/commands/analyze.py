@@ -52,8 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
         epilog="examples (after `mixkd quickstart`):\n"
                "  mixkd analyze features runs/quickstart/teacher runs/quickstart/student-mixkd --classes 0 2 4 6\n"
-               "  mixkd analyze features runs/quickstart --classes Trouser Bag Sneaker --per-class 100 "
-               "data.test_subset=500\n"
+               "  mixkd analyze features runs/quickstart --classes Trouser Bag Sneaker --splits test "
+               "data.test_subset=300\n"
                "  mixkd analyze features resnet56.pth --arch resnet56 --data cifar100 --classes cifar100-similar\n"
                "           # a community checkpoint on CIFAR-100 (data.root=DIR says where CIFAR-100 is)")
     add_model_args(f, "runs/analysis/features")
