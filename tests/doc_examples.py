@@ -68,9 +68,6 @@ EXPECTED_ERRORS = {
         ("teacher.checkpoint: no file at runs/paper/imagenet/teacher-resnet34/best.pt", "an ImageNet teacher"),
 }
 
-# Inline mentions that are wrong on purpose.
-WRONG_ON_PURPOSE = {"optim.lrr=0.1": "the errors table's example of a typo"}
-
 # Options of other programs that the documentation mentions, and the command whose --help lists them.
 OTHER_OPTIONS = {
     "--nnodes": "torchrun", "--rdzv-*": "torchrun", "--nproc_per_node": "torchrun",
