@@ -411,8 +411,9 @@ def _mistake_rows() -> dict[tuple[str, str], str]:
         if line.startswith("## "):
             break
         cells = line.split(" | ")
-        spans = [m for m in re.findall(r"`([^`]+)`", cells[0]) if m.split() and all(_KEY.match(t) for t in m.split())]
-        if len(cells) == 2 and len(spans) == 1 and "=" in spans[0]:  # one override that is the mistake
+        # "| a typo in a key: `optim.lrr=0.1` | `the error` |": the override after the colon is the mistake
+        spans = [m for m in re.findall(r": `([^`]+)`$", cells[0]) if all(_KEY.match(t) for t in m.split())]
+        if len(cells) == 2 and len(spans) == 1 and "=" in spans[0]:
             printed = re.findall(r"`(.+)` \|$", cells[1])
             rows[(f"README.md:{n}", spans[0])] = printed[0] if printed else ""
     return rows
