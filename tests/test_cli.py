@@ -1,8 +1,15 @@
 """The real `mixkd` command: bad input fails fast with one line that names the problem and the fix."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from mixkd.cli import main
 from tests.conftest import REPO, TINY, requires_fmnist, run_mixkd
@@ -182,3 +189,84 @@ def test_only_rank_0_prints_the_summary_under_torchrun(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summaries = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert len(summaries) == 1 and summaries[0]["last_top1"] is not None, proc.stdout
+
+
+# --------------------------------------------------------------------------- an unwritable --out
+
+
+@pytest.fixture(scope="module")
+def read_only_dir(tmp_path_factory):
+    """A read-only folder: a real read-only tmpfs when root can mount one (root ignores permission bits)."""
+    path = tmp_path_factory.mktemp("ro")
+    if os.geteuid() == 0:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)]).returncode != 0:
+            pytest.skip("root, but mounting a read-only tmpfs is not permitted here")
+        yield path
+        subprocess.run(["umount", "-l", str(path)], check=True)
+    else:
+        path.chmod(0o555)
+        yield path
+        path.chmod(0o755)
+
+
+def _sweep_spec(tmp_path: Path) -> Path:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"overrides": dict(o.split("=", 1) for o in TINY), "grid": {"seed": [0]}}))
+    return spec
+
+
+# Each command is given inputs that would fail later (no data, no such model): the --out error must come first.
+COMMANDS = {
+    "train": lambda tmp: ["train", *TINY, "data.name=cifar100", f"data.root={tmp}/none", "data.download=false"],
+    "distill": lambda tmp: ["distill", "configs/quickstart/student.yaml", f"teacher.checkpoint={REPO}/README.md"],
+    "attack": lambda tmp: ["attack", str(tmp / "no-such-run")],
+    "analyze features": lambda tmp: ["analyze", "features", str(tmp / "no-such-run"), "--classes", "0"],
+    "analyze logits": lambda tmp: ["analyze", "logits", str(tmp / "no-such-run")],
+    "report": lambda tmp: ["report", str(tmp / "no-such-run")],
+    "sweep": lambda tmp: ["sweep", str(_sweep_spec(tmp))],
+    "quickstart": lambda tmp: ["quickstart"],
+}
+
+
+@pytest.mark.parametrize("where", ["under a file", "read-only"])
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_an_unwritable_out_fails_first_with_one_line(command, where, tmp_path, read_only_dir, capsys, monkeypatch):
+    (tmp_path / "file").write_text("not a folder\n")
+    out = tmp_path / "file" / "out" if where == "under a file" else read_only_dir / "out"
+    line = _error(capsys, monkeypatch, *COMMANDS[command](tmp_path), "--out", str(out))
+    assert line.startswith(f"mixkd: error: --out {out}: ") and "pick another --out" in line, line
+    assert ("is a file" in line) if where == "under a file" else ("read-only" in line or "permission" in line)
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["file"], ["file", "spec.yaml"])
+
+
+# --------------------------------------------------------------------------- signals
+
+
+@requires_fmnist
+def test_ctrl_c_stops_a_run_and_names_its_folder(tmp_path):
+    """Ctrl-C in a terminal: SIGINT to the whole process group."""
+    out = tmp_path / "run"
+    args = [a for a in TINY if not a.startswith(("optim.", "data.train_subset", "data.test_subset"))]
+    proc = subprocess.Popen([sys.executable, "-m", "mixkd", "distill", "configs/quickstart/student.yaml", *args,
+                             "data.train_subset=64", "data.test_subset=64", "optim.epochs=40",
+                             "optim.milestones=[30]", f"teacher.checkpoint={_teacher(tmp_path)}", "teacher.arch=resnet8",
+                             "--out", str(out), "--quiet"],
+                            cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (out / "metrics.jsonl").exists():
+        assert time.time() < deadline and proc.poll() is None, proc.stderr and proc.stderr.read()
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [f"mixkd: stopped by SIGINT; continue with: mixkd distill --resume {out}"]
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def _teacher(tmp_path: Path) -> Path:
+    """A teacher checkpoint: one quick epoch of resnet8 (in this process)."""
+    from mixkd.config import load_config
+    from mixkd.engine.trainer import train
+
+    train(load_config(None, [*TINY, "optim.epochs=1", "optim.milestones=[]"]), tmp_path / "teacher", quiet=True)
+    return tmp_path / "teacher" / "best.pt"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
+import signal
 import sys
 from collections.abc import Sequence
 
+from mixkd.engine.signals import stop_message, stop_on_signals
 from mixkd.errors import MixkdError
 
 # Each module has `add_parser(subparsers)`, which registers its subcommand(s) with a `func`.
@@ -140,13 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mixkd` console script."""
     args = parse_args(argv)
     try:
-        result = args.func(args)
+        with stop_on_signals():
+            result = args.func(args)
     except MixkdError as e:
         print(f"mixkd: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("mixkd: interrupted; continue with --resume RUN_DIR", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(stop_message(e), file=sys.stderr)
+        return 128 + getattr(e, "signum", signal.SIGINT)
     return int(result or 0)
 
 

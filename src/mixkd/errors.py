@@ -19,3 +19,11 @@ class CheckpointError(MixkdError):
 
 class CacheError(MixkdError):
     """The teacher-output cache cannot be created or is damaged."""
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop asked by a signal (Ctrl-C / SIGINT, SIGTERM); `note` says how to continue."""
+
+    def __init__(self, signum: int, note: str = "") -> None:
+        super().__init__(signum, note)
+        self.signum, self.note = signum, note

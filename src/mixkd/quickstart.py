@@ -1,7 +1,8 @@
 """The quickstart: a teacher, then a student without KD, with KD (T=4) and with Mix-KD, compared.
 
 Every run goes through the same `train()` as the full recipes; the quickstart only picks recipes
-and overrides, skips runs that already finished and resumes interrupted ones.
+and overrides, skips runs that already finished and resumes interrupted ones, and refuses a folder
+whose runs were made with another config (it never hands back another experiment's results).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from pathlib import Path
 
 from mixkd.analysis.curves import plot_test_accuracy
 from mixkd.analysis.tables import markdown_table, write_text
-from mixkd.config import RECIPE_DIR, load_config
-from mixkd.engine.rundir import RunDir
+from mixkd.config import RECIPE_DIR, RunConfig, load_config, to_dict
+from mixkd.engine.rundir import RunInfo, RunState, check_out_dir, inspect_run, reuse_problem
 from mixkd.engine.trainer import read_summary, train
-from mixkd.errors import MixkdError
+from mixkd.errors import MixkdError, Stopped
 
 CONFIG_DIR = RECIPE_DIR / "quickstart"  # shipped with mixkd: found in a checkout and in an installed wheel
 
@@ -40,14 +41,24 @@ def steps(teacher_ckpt: Path) -> list[Step]:
     ]
 
 
-def _run(step: Step, out: Path, extra: list[str], quiet: bool) -> dict:
-    run = RunDir(out / step.name)
-    if run.summary.exists():
-        return read_summary(run.path)
-    if run.last.exists():
-        return train(load_config(run.config), run.path, resume=True, quiet=quiet)
-    cfg = load_config(CONFIG_DIR / step.recipe, list(step.overrides) + extra)
-    return train(cfg, run.path, quiet=quiet)
+def _plan(out: Path, extra: list[str]) -> list[tuple[Step, RunConfig, RunInfo]]:
+    """Each step's config and folder; refuses, before any training, a folder that holds another experiment."""
+    plan = []
+    for step in steps((out / "teacher" / "best.pt").resolve()):
+        cfg = load_config(CONFIG_DIR / step.recipe, list(step.overrides) + extra)
+        info = inspect_run(out / step.name)
+        problem = reuse_problem(info, to_dict(cfg))
+        if problem:
+            raise MixkdError(f"{problem}; the quickstart reuses only runs of the same config: pick another --out "
+                             f"(e.g. --out {out}-2), or delete {info.path} to redo it")
+        plan.append((step, cfg, info))
+    return plan
+
+
+def _run(cfg: RunConfig, info: RunInfo, quiet: bool) -> dict:
+    if info.state is RunState.FINISHED:
+        return read_summary(info.path)
+    return train(cfg, info.path, resume=info.is_run, quiet=quiet)
 
 
 def format_table(rows: list[tuple[str, dict]]) -> str:
@@ -64,11 +75,16 @@ def quickstart(out: Path, extra: list[str], quiet: bool = False) -> str:
     if not CONFIG_DIR.is_dir():
         raise MixkdError(f"quickstart recipes not found at {CONFIG_DIR}: this mixkd installation is incomplete; "
                          "reinstall it (pip install . from a checkout)")
+    check_out_dir(out)
+    plan = _plan(out, extra)
     out.mkdir(parents=True, exist_ok=True)
-    plan = steps((out / "teacher" / "best.pt").resolve())
-    results = [(step.label, _run(step, out, extra, quiet)) for step in plan]
+    try:
+        results = [(step.label, _run(cfg, info, quiet)) for step, cfg, info in plan]
+    except Stopped as e:
+        raise Stopped(e.signum, "rerun the same `mixkd quickstart` command to continue (finished runs are "
+                                "reused, the stopped one resumed)") from None
     table = format_table(results)
-    png = plot_test_accuracy({s.label: out / s.name for s in plan}, out / "accuracy.png",
+    png = plot_test_accuracy({s.label: out / s.name for s, _, _ in plan}, out / "accuracy.png",
                              title=f"Quickstart on {results[0][1]['dataset']}: test top-1")
     write_text(out / "results.md", table)
     return f"{table}\nplot: {png}\nruns: {out}"

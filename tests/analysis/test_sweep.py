@@ -1,13 +1,19 @@
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mixkd.analysis.sweep import load_spec, status
+from mixkd.cli import main
 from mixkd.errors import ConfigError
-from tests.conftest import REPO, requires_fmnist, run_mixkd
+from tests.conftest import REPO, TINY, requires_fmnist, run_mixkd
 
 FIGURES = REPO / "configs" / "paper" / "figures"
 
@@ -119,3 +125,87 @@ def test_sweep_runs_points_survives_a_crash_and_resumes(small_sweep):
     assert json.loads((out / "method-ce_seed-0" / "summary.json").read_text())["epochs"] == 2
     collected = run_mixkd("sweep", str(spec), "--collect")
     assert "2/2 points finished" in collected.stdout
+
+
+def _tiny_spec(tmp_path: Path, seeds: list[int], extra: dict | None = None) -> Path:
+    overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in TINY)} | (extra or {})
+    return _spec(tmp_path, {"out": str(tmp_path / "out"), "overrides": overrides, "grid": {"seed": seeds}})
+
+
+def _one_error_line(capsys) -> str:
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("mixkd: error: "), err
+    return err[0]
+
+
+@requires_fmnist
+def test_a_sweep_never_reuses_a_point_of_another_config(tmp_path, capsys):
+    spec = _tiny_spec(tmp_path, [0], {"optim.epochs": 1, "optim.milestones": []})
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec)]) == 0
+    point = out / "seed-0"
+    snapshot = {p.name: p.stat().st_mtime_ns for p in point.iterdir()}
+    # Figure 6 scaled differently in the same folder: refused before anything runs, naming the keys
+    bigger = ["data.train_subset=200", "optim.epochs=2"]
+    assert main(["sweep", str(spec), *bigger]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"mixkd: error: sweep point seed-0: {point} was run with another config: "
+                           "data.train_subset (256 -> 200), optim.epochs (1 -> 2);"), line
+    assert "pick another --out, or delete those point folders" in line
+    assert main(["sweep", str(spec), *bigger, "--collect"]) == 2
+    assert "data.train_subset (256 -> 200)" in _one_error_line(capsys)
+    assert main(["sweep", str(spec), *bigger, "--dry-run"]) == 0
+    assert f"blocked  seed-0  ({point} was run with another config" in capsys.readouterr().out
+    # a stopped point is resumed only under its own config
+    (point / "summary.json").unlink()
+    assert main(["sweep", str(spec), *bigger]) == 2
+    assert "optim.epochs (1 -> 2)" in _one_error_line(capsys)
+    assert {p.name: p.stat().st_mtime_ns for p in point.iterdir()} == {
+        k: v for k, v in snapshot.items() if k != "summary.json"}
+    # a result-neutral key does not block resuming or reusing
+    assert main(["sweep", str(spec), "runtime.tensorboard=true"]) == 0
+    assert (point / "summary.json").is_file() and (out / "logs" / "seed-0.log").read_text().split()[4] == "--resume"
+    capsys.readouterr()
+    assert main(["sweep", str(spec), "runtime.tensorboard=true"]) == 0
+    assert "1 points, 1 already done, 0 to run" in capsys.readouterr().out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@requires_fmnist
+@pytest.mark.parametrize("how, jobs", [("SIGTERM to the sweep", 2), ("Ctrl-C", 1)])
+def test_a_signal_stops_every_point_of_a_sweep_and_starts_no_other(tmp_path, how, jobs):
+    long = {"data.train_subset": 64, "data.test_subset": 64, "optim.epochs": 40, "optim.milestones": [30]}
+    spec = _tiny_spec(tmp_path, list(range(jobs + 1)), long)  # one point more than run at once
+    out = tmp_path / "out"
+    sweep = subprocess.Popen([sys.executable, "-m", "mixkd", "sweep", str(spec), "--jobs", str(jobs)], cwd=REPO,
+                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    running = [out / f"seed-{i}" for i in range(jobs)]
+    deadline = time.time() + 240
+    while not all((p / "metrics.jsonl").exists() for p in running):
+        assert time.time() < deadline and sweep.poll() is None, "both points should be training"
+        time.sleep(0.02)
+    pids = [json.loads((p / ".mixkd-run").read_text())["pid"] for p in running]
+    assert all(_alive(pid) for pid in pids)
+    if how == "Ctrl-C":
+        os.killpg(sweep.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
+    else:
+        sweep.send_signal(signal.SIGTERM)  # a scheduler signals the sweep process only
+    _, err = sweep.communicate(timeout=180)
+    signame = "SIGINT" if how == "Ctrl-C" else "SIGTERM"
+    assert sweep.returncode == 128 + getattr(signal, signame)
+    assert err.strip().splitlines()[-1] == (
+        f"mixkd: stopped by {signame}; stopped {jobs} running process(es) of the sweep and started no other; rerun "
+        "the same command to continue (finished points are skipped, stopped ones resumed)")
+    assert not any(_alive(pid) for pid in pids)
+    for p in running:
+        log = (out / "logs" / f"{p.name}.log").read_text().strip().splitlines()
+        assert log[-1].startswith("mixkd: stopped by SIG") and f"--resume {p}" in log[-1], log[-3:]
+    time.sleep(1.0)
+    assert not (out / f"seed-{jobs}").exists() and not (out / "logs" / f"seed-{jobs}.log").exists()
+    assert not (out / "results.csv").exists()

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
-from mixkd.config import load_config
+from mixkd.config import load_config, to_dict
 from mixkd.data import build_data
 from mixkd.distill import FrozenTeacher
 from mixkd.distill import cache as cache_module
@@ -249,10 +250,14 @@ def test_resume_with_a_memory_cache_is_bit_identical(tmp_path, teacher_ckpt):
     args = [a for a in _common(teacher_ckpt, tmp_path / "unused") if not a.startswith("teacher.cache")]
     args += ["teacher.cache=memory", "mixing.name=mixup", "mixing.fraction=0.25"]
     train(load_config(None, args), tmp_path / "full", quiet=True)
-    # the same run stopped after epoch 1 (its memory cache is lost) and resumed for epoch 2
+    # the same run stopped after epoch 1 (its memory cache is lost) and resumed for epoch 2: a 1-epoch run whose
+    # config.yaml says 2 epochs and that has no summary.json is what a 2-epoch run killed after epoch 1 leaves
     one = [a for a in args if not a.startswith("optim.epochs")] + ["optim.epochs=1"]
-    train(load_config(None, one), tmp_path / "cut", quiet=True)
-    train(load_config(None, args), tmp_path / "cut", resume=True, quiet=True)
+    cut = tmp_path / "cut"
+    train(load_config(None, one), cut, quiet=True)
+    (cut / "config.yaml").write_text(yaml.safe_dump(to_dict(load_config(None, args)), sort_keys=False))
+    (cut / "summary.json").unlink()
+    train(load_config(None, args), cut, resume=True, quiet=True)
     assert [r["teacher_cache_hit_rate"] for r in _rows(tmp_path / "full")][1] > 0.5
     assert _rows(tmp_path / "cut")[1]["teacher_cache_hit_rate"] == 0.0  # all live after the resume
     assert _same_weights(tmp_path / "full", tmp_path / "cut")

@@ -47,10 +47,12 @@ def test_two_processes_equal_one_process_and_resume(tmp_path):
     run_mixkd("train", *ARGS, "optim.epochs=2", "runtime.threads=2", "--out", str(one_2threads), "--quiet")
 
     _torchrun("train", *ARGS, "--out", str(two), "--quiet")
-    # continue the 2-process run for a second epoch (the step schedule does not depend on optim.epochs)
+    # continue the 2-process run for a second epoch (the step schedule does not depend on optim.epochs): with
+    # epochs=2 in its config and no summary.json the folder is what a 2-epoch run killed after epoch 1 leaves
     cfg = yaml.safe_load((two / "config.yaml").read_text())
     cfg["optim"]["epochs"] = 2
     (two / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (two / "summary.json").unlink()
     _torchrun("train", "--resume", str(two), "--quiet")
 
     assert load_checkpoint(one / "last.pt")["epoch"] == load_checkpoint(two / "last.pt")["epoch"] == 2

@@ -1,45 +1,108 @@
-"""Exact resume: a real training process killed with SIGKILL and resumed ends bit-identical."""
+"""Exact resume: a real training process killed anywhere (SIGKILL) leaves a folder that one command finishes,
+bit-identical to a run that was never interrupted, with best.pt, last.pt, metrics and summary in agreement."""
 
-import signal
-import subprocess
-import sys
-import time
+import json
 
+import pytest
 import torch
 
-from mixkd.engine.rundir import load_checkpoint
-from tests.conftest import REPO, TINY, requires_fmnist, run_mixkd
+from mixkd.cli import main
+from mixkd.engine.rundir import RunState, inspect_run, load_checkpoint
+from tests.conftest import requires_fmnist
+from tests.engine.conftest import ARGS
 
 pytestmark = requires_fmnist
 
-ARGS = [a for a in TINY if not a.startswith("optim.")] + ["optim.epochs=4", "optim.milestones=[3]"]
+def _rows(run) -> list[dict]:
+    rows = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in metrics.jsonl"))
+            for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if "second" not in k and k != "images_per_s"} for r in rows]
 
 
-def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    run_mixkd("train", *ARGS, "--out", str(full), "--quiet")
+def assert_same_run(a, b) -> None:
+    """Two finished run folders hold the same numbers: weights of last.pt and best.pt, metrics, summary."""
+    for name in ("last.pt", "best.pt"):
+        sa, sb = load_checkpoint(a / name), load_checkpoint(b / name)
+        assert sa["epoch"] == sb["epoch"], name
+        for key, value in sa["model"].items():
+            assert torch.equal(value, sb["model"][key]), (name, key)
+    assert _rows(a) == _rows(b)
+    ka, kb = (json.loads((r / "summary.json").read_text()) for r in (a, b))
+    for key in ("best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "epochs"):
+        assert ka[key] == kb[key], key
+    assert load_checkpoint(b / "best.pt")["epoch"] == kb["best_epoch"]
+    assert not [p.name for p in b.iterdir() if p.name.endswith(".tmp")]
 
-    proc = subprocess.Popen([sys.executable, "-m", "mixkd", "train", *ARGS, "--out", str(cut), "--quiet"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    metrics = cut / "metrics.jsonl"
-    while time.time() < deadline:
-        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(metrics.read_text().splitlines())
-    assert 2 <= done < 4, "the run should have been killed part-way"
 
-    run_mixkd("train", "--resume", str(cut), "--quiet")
-    a = load_checkpoint(full / "last.pt")
-    b = load_checkpoint(cut / "last.pt")
-    assert a["epoch"] == b["epoch"] == 4
-    for key, value in a["model"].items():
-        assert torch.equal(value, b["model"][key]), key
-    rows_full = (full / "metrics.jsonl").read_text().splitlines()
-    rows_cut = (cut / "metrics.jsonl").read_text().splitlines()
-    strip = lambda rows: [{k: v for k, v in __import__("json").loads(r).items()  # noqa: E731
-                           if "second" not in k and k != "images_per_s"} for r in rows]
-    assert strip(rows_full) == strip(rows_cut)
+def _one_error_line(capsys) -> str:
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("mixkd: error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize("name, state", [
+    ("config-only", RunState.STARTED),
+    ("metrics-no-checkpoint", RunState.STARTED),
+    ("epoch-1", RunState.RESUMABLE),
+    ("tmp-left", RunState.RESUMABLE),
+    ("best-pending", RunState.RESUMABLE),
+    ("no-summary", RunState.RESUMABLE),
+])
+def test_every_kill_point_is_resumable_and_the_message_says_how(name, state, killed, killed_runs, capsys):
+    run = killed(name)
+    assert inspect_run(run).state is state
+    # starting the same run again is refused with one line that names the command that works ...
+    assert main([*ARGS, "--out", str(run)]) == 2
+    line = _one_error_line(capsys)
+    assert f"`mixkd train --resume {run}`" in line, line
+    # ... and that command finishes it exactly as if it had never been killed
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert_same_run(killed_runs["reference"], run)
+
+
+def test_kill_points_leave_what_they_promise(killed_runs):
+    """The kill points of the fixture really produce the states the resume test is about."""
+    metrics_only = killed_runs["metrics-no-checkpoint"]
+    assert len(_rows(metrics_only)) == 1 and not (metrics_only / "last.pt").exists()
+    assert [p.name.startswith(".last.pt.") for p in killed_runs["tmp-left"].iterdir()
+            if p.name.endswith(".tmp")] == [True]
+    pending = killed_runs["best-pending"]  # last.pt says epoch 3 is the best; best.pt still holds epoch 2
+    assert load_checkpoint(pending / "last.pt")["best"]["epoch"] == 3
+    assert load_checkpoint(pending / "best.pt")["epoch"] == 2
+    assert not (killed_runs["no-summary"] / "summary.json").exists()
+    assert inspect_run(killed_runs["reference"]).state is RunState.FINISHED
+
+
+def test_a_folder_killed_before_its_config_is_new_and_the_same_command_runs(killed, killed_runs):
+    run = killed("marker-only")
+    assert inspect_run(run).state is RunState.NEW
+    assert main([*ARGS, "--out", str(run)]) == 0
+    assert_same_run(killed_runs["reference"], run)
+
+
+def test_a_corrupt_last_pt_falls_back_to_best_pt(killed, killed_runs, capsys):
+    run = killed("no-summary")
+    data = (run / "last.pt").read_bytes()
+    (run / "last.pt").write_bytes(data[: len(data) // 2])
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    note = capsys.readouterr().err
+    assert "corrupt or truncated" in note and "continuing from best.pt (epoch 3)" in note
+    assert_same_run(killed_runs["reference"], run)
+
+
+def test_corrupt_checkpoints_restart_from_the_first_epoch(killed, killed_runs, capsys):
+    run = killed("tmp-left")
+    for name in ("last.pt", "best.pt"):
+        (run / name).write_bytes(b"\0" * 1000)
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert "restarting from epoch 1" in capsys.readouterr().err
+    assert_same_run(killed_runs["reference"], run)
+
+
+def test_resume_of_a_finished_run_says_so_and_touches_nothing(killed, capsys):
+    run = killed("reference")
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir()}
+    assert main(["train", "--resume", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert f"{run} is already finished (3 epochs" in err and "nothing to do" in err
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir()} == before

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from mixkd.cli import main
 from mixkd.config import load_config
 from mixkd.engine.rundir import load_checkpoint
 from mixkd.engine.trainer import train
@@ -53,20 +54,64 @@ def test_saved_config_reruns_the_same_experiment(finished_run, tmp_path):
 def test_existing_run_is_not_overwritten(finished_run):
     out, _ = finished_run
     before = (out / "last.pt").read_bytes()
-    with pytest.raises(MixkdError, match="--resume"):
+    with pytest.raises(MixkdError, match="already holds a finished run; pick another --out"):
         train(load_config(None, TINY), out, quiet=True)
     assert (out / "last.pt").read_bytes() == before
 
 
 def test_corrupt_checkpoint_gives_a_clear_error(finished_run, tmp_path):
     out, _ = finished_run
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    (bad / "config.yaml").write_text((out / "config.yaml").read_text())
     data = (out / "last.pt").read_bytes()
-    (bad / "last.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "last.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
-        train(load_config(bad / "config.yaml"), bad, resume=True, quiet=True)
+        load_checkpoint(tmp_path / "last.pt")
+
+
+def _strict_rows(run) -> list[dict]:
+    strict = {"parse_constant": lambda c: pytest.fail(f"{c} in metrics.jsonl")}
+    return [json.loads(line, **strict) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _finite(path) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in load_checkpoint(path)["model"].values() if t.is_floating_point())
+
+
+def test_a_loss_that_turns_nan_writes_nothing_and_a_lower_lr_continues(killed, capsys):
+    run = killed("epoch-1")  # a real run SIGKILLed after its first epoch
+    config = (run / "config.yaml").read_text()
+    assert main(["train", "--resume", str(run), "optim.lr=1.0e+30", "--quiet"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "at epoch 2" in err[0] and "nothing of epoch 2 was written (last.pt keeps epoch 1)" in err[0]
+    assert f"`mixkd train --resume {run} optim.lr=1e+29`" in err[0] and "fp32" not in err[0]  # the run is fp32
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1 and _finite(run / "last.pt") and _finite(run / "best.pt")
+    assert [r["epoch"] for r in _strict_rows(run)] == [1]
+    assert (run / "config.yaml").read_text() == config and not (run / "config-changes.jsonl").exists()
+
+    assert main(["train", "--resume", str(run), "optim.lr=0.01", "--quiet"]) == 0
+    rows = _strict_rows(run)
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[1]["lr"] == pytest.approx(0.01)
+    assert load_config(run / "config.yaml").optim.lr == 0.01
+    change = json.loads((run / "config-changes.jsonl").read_text())
+    assert change == {"after_epoch": 1, "changed": {"optim.lr": [0.05, 0.01]}}
+
+
+def test_a_nan_in_the_first_epoch_of_a_bf16_run_suggests_fp32_and_is_restartable(tmp_path, capsys):
+    run = tmp_path / "run"
+    with pytest.raises(MixkdError) as e:
+        train(load_config(None, [*TINY, "runtime.precision=bf16", "optim.lr=1.0e+30"]), run, quiet=True)
+    assert "epoch 1" in str(e.value) and "no epoch was saved yet" in str(e.value)
+    assert "optim.lr=1e+29` (or add runtime.precision=fp32)" in str(e.value)
+    assert sorted(p.name for p in run.iterdir()) == [".mixkd-run", "config.yaml"]
+    assert main(["train", "--resume", str(run), "optim.lr=0.05", "runtime.precision=fp32", "--quiet"]) == 0
+    assert [r["epoch"] for r in _strict_rows(run)] == [1, 2, 3]
+
+
+def test_resume_cannot_change_what_the_checkpoint_fixes(killed, capsys):
+    run = killed("epoch-1")
+    assert main(["train", "--resume", str(run), "model.arch=resnet20", "optim.epochs=5", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mixkd: error: --resume cannot change model.arch (resnet8 -> resnet20), optim.epochs (3 -> 5)")
+    assert "optim.lr" in err and "another --out" in err
 
 
 # --------------------------------------------------------------------------- the extreme seed, TensorBoard

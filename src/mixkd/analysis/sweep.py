@@ -28,8 +28,10 @@ import itertools
 import json
 import math
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -41,8 +43,9 @@ import numpy as np
 import yaml
 
 from mixkd.analysis.tables import markdown_table, write_csv, write_text
-from mixkd.config import find_recipe, load_config, parse_override, read_yaml_mapping
-from mixkd.errors import ConfigError
+from mixkd.config import find_recipe, load_config, parse_override, read_yaml_mapping, to_dict
+from mixkd.engine.rundir import RunState, inspect_run, reuse_problem
+from mixkd.errors import ConfigError, Stopped
 from mixkd.registry import Registry
 
 RESULT_COLUMNS = ("best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "teacher_top1", "wall_time_s")
@@ -240,11 +243,15 @@ def _leaves(tree: dict) -> list:
 # --------------------------------------------------------------------------- running
 
 
+_STATUS = {RunState.FINISHED: "done", RunState.RESUMABLE: "partial", RunState.STARTED: "partial",
+           RunState.NEW: "new", RunState.FOREIGN: "foreign"}
+
+
 def status(run_dir: Path) -> str:
-    """'done' (summary.json), 'partial' (last.pt only: resumable) or 'new'."""
-    if (run_dir / "summary.json").is_file():
-        return "done"
-    return "partial" if (run_dir / "last.pt").is_file() else "new"
+    """'done' (summary.json), 'partial' (stopped: resumed with --resume), 'new', 'foreign' (not a run) or
+    'running' (another process writes it)."""
+    info = inspect_run(run_dir)
+    return "running" if info.holder is not None else _STATUS[info.state]
 
 
 def command_for(point: Point, run_dir: Path) -> list[str]:
@@ -259,10 +266,23 @@ def command_for(point: Point, run_dir: Path) -> list[str]:
         "--out", str(run_dir), "--quiet"]
 
 
-def check_points(points: Sequence[Point], out: Path, require_teachers: bool = True) -> dict[str, str]:
+def point_problems(points: Sequence[Point], out: Path) -> dict[str, str]:
+    """{point: why its folder can be neither skipped nor continued}: a run of another config, a folder that is
+    not a run, or one that another process is writing."""
+    problems = {}
+    for p in points:
+        problem = reuse_problem(inspect_run(out / p.name), to_dict(p.config()))
+        if problem:
+            problems[p.name] = problem
+    return problems
+
+
+def check_points(points: Sequence[Point], out: Path, require_teachers: bool = True,
+                 require_reusable: bool = True) -> dict[str, str]:
     """Validate every point's config before the first run starts; {point: teacher path} of missing teachers.
 
-    With `require_teachers`, a missing teacher checkpoint of a point still to run is an error.
+    With `require_teachers`, a missing teacher checkpoint of a point still to run is an error; with
+    `require_reusable`, so is a point folder holding another config's run (see `point_problems`).
     """
     from mixkd.distill import needs_teacher
 
@@ -275,6 +295,13 @@ def check_points(points: Sequence[Point], out: Path, require_teachers: bool = Tr
         if status(out / p.name) == "new" and needs_teacher(cfg.distill.method):
             if not cfg.teacher.checkpoint or not Path(cfg.teacher.checkpoint).is_file():
                 missing[p.name] = str(cfg.teacher.checkpoint)
+    if require_reusable:
+        problems = point_problems(points, out)
+        if problems:
+            name, why = next(iter(problems.items()))
+            more = f" (and {len(problems) - 1} more points; --dry-run lists them)" if len(problems) > 1 else ""
+            raise ConfigError(f"sweep point {name}: {why}{more}; a sweep skips or resumes only points of the same "
+                              "config: pick another --out, or delete those point folders to redo them")
     if missing and require_teachers:
         name, ckpt = next(iter(missing.items()))
         more = f" (and {len(missing) - 1} more points)" if len(missing) > 1 else ""
@@ -283,9 +310,56 @@ def check_points(points: Sequence[Point], out: Path, require_teachers: bool = Tr
     return missing
 
 
+class PointProcesses:
+    """The child processes of a sweep (points and after-grid commands), stopped together on a signal."""
+
+    def __init__(self, grace_s: float = 60.0) -> None:
+        self._lock = threading.Lock()
+        self._procs: set[subprocess.Popen] = set()
+        self._stopping = False
+        self.grace_s = grace_s
+
+    def run(self, cmd: list[str], **kw: Any) -> int | None:
+        """Run `cmd` to its end and return its exit code; None when the sweep is stopping (nothing started)."""
+        with self._lock:
+            if self._stopping:
+                return None
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **kw)
+            self._procs.add(proc)
+        try:
+            return proc.wait()
+        finally:
+            with self._lock:
+                self._procs.discard(proc)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether `stop` was called."""
+        return self._stopping
+
+    def stop(self) -> int:
+        """Start nothing more; send SIGTERM to every running child (SIGKILL after the grace time); how many ran."""
+        with self._lock:
+            self._stopping = True
+            running = [p for p in self._procs if p.poll() is None]
+        for p in running:
+            p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_s
+        for p in running:
+            try:
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return len(running)
+
+
 def run_sweep(spec: SweepSpec, extra: Sequence[str] = (), jobs: int = 1,
               say: Callable[[str], None] = print) -> tuple[list[dict], int]:
-    """Run every unfinished point (resuming interrupted ones), `jobs` at a time; returns (results, failures)."""
+    """Run every unfinished point (resuming interrupted ones), `jobs` at a time; returns (results, failures).
+
+    A signal (Ctrl-C, SIGTERM) stops every running point and starts no other, then raises `Stopped`.
+    """
     points = spec.points(extra)
     check_points(points, spec.out)
     todo = [p for p in points if status(spec.out / p.name) != "done"]
@@ -293,9 +367,11 @@ def run_sweep(spec: SweepSpec, extra: Sequence[str] = (), jobs: int = 1,
         f"{len(todo)} to run ({jobs} at a time) -> {spec.out}")
     logs = spec.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    procs = PointProcesses()
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     failed = 0
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(_run_point, p, spec.out, logs): p for p in todo}
+    try:
+        futures = {pool.submit(_run_point, p, spec.out, logs, procs): p for p in todo}
         for k, fut in enumerate(as_completed(futures), 1):
             p = futures[fut]
             rc, seconds, tail = fut.result()
@@ -306,16 +382,24 @@ def run_sweep(spec: SweepSpec, extra: Sequence[str] = (), jobs: int = 1,
             else:
                 failed += 1
                 say(f"[{k}/{len(todo)}] {p.name}: FAILED (exit {rc}): {tail}  [log: {logs / (p.name + '.log')}]")
-    rows = collect(spec, extra)
-    if failed:
-        say(f"{failed} point(s) failed; fix them and rerun the same command (finished points are skipped)")
-    else:
-        for text in spec.commands:
-            cmd = command_line(text, spec, extra)
-            say("$ " + " ".join(cmd[2:]))
-            if subprocess.run(cmd, stdin=subprocess.DEVNULL).returncode != 0:
-                failed += 1
-                say(f"command failed: {text}")
+        rows = collect(spec, extra)
+        if failed:
+            say(f"{failed} point(s) failed; fix them and rerun the same command (finished points are skipped)")
+        else:
+            for text in spec.commands:
+                cmd = command_line(text, spec, extra)
+                say("$ " + " ".join(cmd[2:]))
+                if procs.run(cmd) != 0:
+                    failed += 1
+                    say(f"command failed: {text}")
+    except KeyboardInterrupt as e:
+        pool.shutdown(wait=False, cancel_futures=True)  # queued points never start
+        n = procs.stop()
+        raise Stopped(getattr(e, "signum", signal.SIGINT),
+                      f"stopped {n} running process(es) of the sweep and started no other; rerun the same command "
+                      "to continue (finished points are skipped, stopped ones resumed)") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return rows, failed
 
 
@@ -327,15 +411,17 @@ def command_line(text: str, spec: SweepSpec, extra: Sequence[str] = ()) -> list[
     return [sys.executable, "-m", *shlex.split(_fill(text, env, spec.path))]
 
 
-def _run_point(point: Point, out: Path, logs: Path) -> tuple[int, float, str]:
+def _run_point(point: Point, out: Path, logs: Path, procs: PointProcesses) -> tuple[int | None, float, str]:
+    if procs.stopping:
+        return None, 0.0, ""
     cmd = command_for(point, out / point.name)
     start = time.perf_counter()
     (logs / point.name).parent.mkdir(parents=True, exist_ok=True)
     with (logs / f"{point.name}.log").open("w") as log:
         log.write(" ".join(cmd) + "\n")
         log.flush()
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    return proc.returncode, time.perf_counter() - start, last_error_line((logs / f"{point.name}.log").read_text())
+        rc = procs.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+    return rc, time.perf_counter() - start, last_error_line((logs / f"{point.name}.log").read_text())
 
 
 def last_error_line(log: str) -> str:

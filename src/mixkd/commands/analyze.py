@@ -23,8 +23,11 @@ def add_model_args(p: argparse.ArgumentParser, default_out: str) -> None:
 
 
 def load_from_args(args: argparse.Namespace):
-    """(models, eval data) from the parsed MODEL arguments."""
+    """(models, eval data) from the parsed MODEL arguments, once --out is known to be writable."""
     from mixkd.analysis.loading import load_models
+    from mixkd.engine.rundir import check_out_dir
+
+    check_out_dir(args.out)
 
     if args.batch_size is not None and args.batch_size < 1:
         from mixkd.errors import ConfigError

@@ -25,7 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from mixkd.analysis.report import find_runs, markdown_report, report_rows, write_report
+    from mixkd.engine.rundir import check_out_dir
 
+    check_out_dir(args.out)
     runs = find_runs(args.runs)
     paths = write_report(runs, args.out, args.title)
     print(markdown_report(report_rows(runs)), end="")

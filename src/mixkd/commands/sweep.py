@@ -38,10 +38,12 @@ def _run(args: argparse.Namespace) -> int:
         command_for,
         command_line,
         load_spec,
+        point_problems,
         run_sweep,
         status,
     )
     from mixkd.config import parse_override
+    from mixkd.engine.rundir import check_out_dir
     from mixkd.errors import ConfigError, MixkdError
 
     if args.jobs < 1:
@@ -53,16 +55,22 @@ def _run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.out, settings)
     points = spec.points(overrides)
     if args.dry_run:
-        missing = check_points(points, spec.out, require_teachers=False)
+        missing = check_points(points, spec.out, require_teachers=False, require_reusable=False)
+        problems = point_problems(points, spec.out)
         for p in points:
             run = spec.out / p.name
             note = f"  (teacher {missing[p.name]} not there yet)" if p.name in missing else ""
+            if p.name in problems:
+                print(f"{'blocked':8s} {p.name}  ({problems[p.name]})")
+                continue
             print(f"{status(run):8s} {p.name}{note}\n         {' '.join(command_for(p, run)[2:])}")
         for text in spec.commands:
             print(f"then     {' '.join(command_line(text, spec, overrides)[2:])}")
         print(f"{len(points)} points -> {spec.out}")
         return 0
+    check_out_dir(spec.out)
     if args.collect:
+        check_points(points, spec.out, require_teachers=False)
         if not any(status(spec.out / p.name) == "done" for p in points):
             raise MixkdError(f"nothing to collect: none of the {len(points)} points has finished in {spec.out}; "
                              "run the sweep without --collect first")

@@ -57,11 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace):
     """The validated RunConfig a train/distill command line asks for (a recipe, overrides, --resume)."""
     overrides = list(args.overrides)
-    if args.resume:
-        if args.config or overrides or args.mixup is not None or getattr(args, "teacher", None):
-            raise ConfigError("--resume continues a run exactly as configured; drop the recipe and overrides")
-        return load_config(Path(args.resume) / "config.yaml")
-    if not args.config and not overrides:
+    if not args.config and not overrides and not args.resume:
         verb = "distill" if args.distill else "train"
         raise ConfigError(f"mixkd {verb} needs a recipe (e.g. configs/quickstart/teacher.yaml), KEY=VALUE "
                           "overrides of the built-in defaults (resnet20, all of Fashion-MNIST, 240 epochs), "
@@ -72,6 +68,16 @@ def config_from_args(args: argparse.Namespace):
         overrides.append(f"teacher.checkpoint={args.teacher}")
     if getattr(args, "teacher_arch", None):
         overrides.append(f"teacher.arch={args.teacher_arch}")
+    if args.resume:
+        from mixkd.engine.rundir import check_resumable, inspect_run
+
+        if args.out and Path(args.out) != Path(args.resume):
+            raise ConfigError(f"--resume {args.resume} continues the run where it is; drop --out {args.out}")
+        if args.config:
+            raise ConfigError("--resume continues a run with its own config.yaml; drop the recipe (KEY=VALUE "
+                              "overrides such as optim.lr=0.01 may change how the remaining epochs run)")
+        check_resumable(inspect_run(args.resume))
+        return load_config(Path(args.resume) / "config.yaml", overrides)
     return load_config(args.config, overrides)
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import random
+import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from mixkd.config import RunConfig, save_config, to_dict
+from mixkd.config import RunConfig, to_dict
 from mixkd.data import DATASETS, Batch, DataBundle, build_data
 from mixkd.distill import FrozenTeacher, build_distiller, needs_teacher
 from mixkd.distill.cache import build_teacher_cache, check_cache_dir
@@ -28,9 +31,26 @@ from mixkd.engine.precision import (
     resolve_teacher_precision,
     tune_malloc,
 )
-from mixkd.engine.rundir import RunDir, load_checkpoint, save_checkpoint
+from mixkd.engine.rundir import (
+    RESULT_NEUTRAL,
+    RESUME_ADJUSTABLE,
+    DiskWriteError,
+    RunDir,
+    RunLock,
+    RunState,
+    check_new_run,
+    check_out_dir,
+    check_resumable,
+    config_differences,
+    describe_differences,
+    inspect_run,
+    resume_command,
+    save_checkpoint,
+    saved_config,
+)
 from mixkd.engine.schedule import lr_at, set_lr
-from mixkd.errors import ConfigError, MixkdError
+from mixkd.engine.signals import uninterrupted
+from mixkd.errors import ConfigError, MixkdError, Stopped
 from mixkd.mixing import MIXERS, MixResult, build_mixer
 from mixkd.models import MODELS, build_model
 from mixkd.models.weights import load_model
@@ -131,11 +151,7 @@ class Trainer:
             if not Path(cfg.teacher.checkpoint).is_file():
                 raise ConfigError(f"teacher.checkpoint: no file at {cfg.teacher.checkpoint}")
             check_cache_dir(cfg.teacher)
-        if self.resume:
-            if not self.run.last.exists():
-                raise MixkdError(f"cannot resume: {self.run.last} does not exist")
-        else:
-            self.run.check_new()
+        self._check_run_dir()
 
     def _build(self) -> None:
         cfg, rt = self.cfg, self.rt
@@ -199,6 +215,99 @@ class Trainer:
             "teacher_eval": teacher_eval,
         }
 
+    # ------------------------------------------------------------------ the run folder
+    def _check_run_dir(self) -> None:
+        """Refuse, before any work, a folder this run must not write; on resume, check what may change."""
+        path = self.run.path
+        info = inspect_run(path)
+        self.finished = self.resume and info.state is RunState.FINISHED
+        self._changes: dict[str, tuple] = {}
+        if not self.rt.dist.is_main:  # rank 0 checks the folder and holds its lock; the other ranks follow it
+            return
+        if info.holder == os.getpid():  # this process's own lock (the check under the lock)
+            info = replace(info, holder=None)
+        if not self.resume:
+            check_new_run(info)
+            check_out_dir(path)
+            return
+        check_resumable(info)
+        self._changes = config_differences(saved_config(path), to_dict(self.cfg), ignore=frozenset())
+        fixed = {k: v for k, v in self._changes.items() if k not in RESUME_ADJUSTABLE | RESULT_NEUTRAL}
+        if fixed:
+            raise ConfigError(
+                f"--resume cannot change {describe_differences(fixed)}: the run's checkpoint fixes them "
+                f"(--resume may change {', '.join(sorted(RESUME_ADJUSTABLE))}); start a new run with another "
+                "--out for another config"
+            )
+        if self.finished and self._changes:
+            raise MixkdError(f"{path} is already finished, so there is nothing to continue with "
+                             f"{describe_differences(self._changes)}; start a new run with another --out")
+        if not self.finished:
+            check_out_dir(path)
+
+    def _already_finished(self) -> dict:
+        summary = json.loads(self.run.summary.read_text())
+        if self.rt.dist.is_main:
+            print(f"mixkd: {self.run.path} is already finished ({summary.get('epochs')} epochs, best top-1 "
+                  f"{summary.get('best_top1', float('nan')):.2f}% at epoch {summary.get('best_epoch')}); "
+                  "nothing to do", file=sys.stderr)
+        D.cleanup(self.rt.dist)
+        return summary
+
+    def _continue_note(self) -> str:
+        if not self.run.config.exists():
+            return f"nothing was written to {self.run.path}"
+        return f"continue with: {resume_command(self.run.path)}"
+
+    def _resume_state(self) -> dict | None:
+        """The checkpoint to continue from (None: restart from epoch 1); on rank 0 the files are made to agree."""
+        state, source, note = self.run.resume_state()
+        if self.rt.dist.is_main:
+            if note:
+                print(f"mixkd: note: {note}", file=sys.stderr)
+            self.run.repair(state, source)
+        return state
+
+    def _write_config(self) -> None:
+        """config.yaml of a new run (a resumed run writes its changed keys with its first new epoch)."""
+        if not self.resume:
+            self.run.write_config(to_dict(self.cfg))
+
+    def _commit_epoch(self, row: dict, state: dict, is_best: bool) -> None:
+        """Write an epoch: metrics row, then last.pt, then best.pt (the order `RunDir.repair` relies on).
+
+        The first epoch after a `--resume` that changed keys first writes them to config.yaml and logs them in
+        config-changes.jsonl, so a resume that fails before finishing an epoch leaves the config as it was.
+        """
+        with uninterrupted():  # a stop asked meanwhile waits for the epoch's files
+            if self.resume and self._changes:
+                self.run.write_config(to_dict(self.cfg))
+                self.run.append_jsonl("config-changes.jsonl", {
+                    "after_epoch": row["epoch"] - 1, "changed": {k: list(v) for k, v in self._changes.items()}})
+                self._changes = {}
+            self.run.append_metrics(row)
+            save_checkpoint(state, self.run.last)
+            if is_best:
+                save_checkpoint(state, self.run.best)
+
+    def _check_finite(self, row: dict, epoch: int) -> None:
+        """Stop before anything of an epoch is written when its numbers or weights are not finite."""
+        bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
+        if not bad:
+            tensors = self.model.state_dict().values()
+            if all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
+                return
+        raise self._diverged(epoch, f"epoch {epoch + 1} ended with non-finite {', '.join(bad) or 'weights'}")
+
+    def _diverged(self, epoch: int, what: str) -> MixkdError:
+        """The one-line error of a run whose loss or weights became NaN/inf at 0-based `epoch`."""
+        kept = f"last.pt keeps epoch {epoch}" if epoch else "no epoch was saved yet"
+        hint = f"`{resume_command(self.run.path)} optim.lr={self.cfg.optim.lr / 10:g}`"
+        if self.rt.precision != "fp32":
+            hint += " (or add runtime.precision=fp32)"
+        return MixkdError(f"{what}; nothing of epoch {epoch + 1} was written ({kept}); continue from the last "
+                          f"finite state with a lower learning rate: {hint}")
+
     # ------------------------------------------------------------------ loop
     def _train_epoch(self, epoch: int) -> dict:
         cfg, rt = self.cfg, self.rt
@@ -228,10 +337,7 @@ class Trainer:
             if step % 20 == 0 or step == len(loader) - 1:
                 value = float(loss.detach())
                 if not np.isfinite(value):
-                    raise MixkdError(
-                        f"the loss became {value} at epoch {epoch + 1}, step {step}; "
-                        "lower optim.lr or use runtime.precision=fp32"
-                    )
+                    raise self._diverged(epoch, f"the loss became {value} at epoch {epoch + 1}, step {step}")
                 bar.set_postfix(loss=f"{value:.3f}", img_s=f"{seen * rt.dist.world_size / (time.perf_counter() - start):.0f}")
             bar.update(1)
         bar.close()
@@ -267,24 +373,46 @@ class Trainer:
         return evaluate(model, self.data.test, self.rt.precision, self.rt.channels_last)
 
     def fit(self) -> dict:
-        """Train (or resume) to the configured number of epochs; return the summary."""
+        """Train (or resume) to the configured number of epochs; return the summary.
+
+        The run folder is locked for the whole run; Ctrl-C and SIGTERM stop it with a note naming the command
+        that continues it, and whatever a stop or kill interrupts, `--resume` continues from the last epoch.
+        """
+        if self.finished:
+            return self._already_finished()
+        lock = RunLock(self.run.path) if self.rt.dist.is_main else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            if lock is not None:
+                self._check_run_dir()  # again, now that no other process can change the folder
+                if self.finished:
+                    return self._already_finished()
+            return self._fit()
+        except KeyboardInterrupt as e:
+            raise Stopped(getattr(e, "signum", signal.SIGINT), self._continue_note()) from None
+        except DiskWriteError as e:
+            then = self._continue_note() if self.run.config.exists() else "start the run again"
+            raise DiskWriteError(f"{e}; free some space, then {then}") from None
+        finally:
+            if lock is not None:
+                lock.release(discard=not self.resume and not self.run.config.exists())
+
+    def _fit(self) -> dict:
         cfg, rt, run = self.cfg, self.rt, self.run
         self._build()
         main = rt.dist.is_main
         start_epoch, best, elapsed, teacher_eval = 0, {"top1": -1.0, "top5": 0.0, "epoch": 0}, 0.0, None
-        if self.resume:
-            state = load_checkpoint(run.last)
+        state = self._resume_state() if self.resume else None
+        if state is not None:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state["scaler"])
             _set_rng_state(state["rng"])
             start_epoch, best, elapsed = state["epoch"], state["best"], state["elapsed_s"]
             teacher_eval = state.get("teacher_eval")
-            if main:
-                run.truncate_metrics(start_epoch)
-        elif main:
-            run.path.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, run.config)
+        if main:
+            self._write_config()
         if self.teacher is not None and teacher_eval is None:
             teacher_eval = self._evaluate(self.teacher.fast)
             self._say(f"teacher {cfg.teacher.arch or getattr(self.teacher.model, 'arch', '?')}: "
@@ -304,15 +432,12 @@ class Trainer:
             row.update({"test_loss": test["loss"], "top1": test["top1"], "top5": test["top5"]})
             row["seconds"] = time.perf_counter() - t0
             elapsed += row["seconds"]
+            self._check_finite(row, epoch)
             is_best = test["top1"] > best["top1"]
             if is_best:
                 best = {"top1": test["top1"], "top5": test["top5"], "epoch": epoch + 1}
             if main:
-                run.append_metrics(row)
-                state = self._state(epoch + 1, best, elapsed, teacher_eval)
-                save_checkpoint(state, run.last)
-                if is_best:
-                    save_checkpoint(state, run.best)
+                self._commit_epoch(row, self._state(epoch + 1, best, elapsed, teacher_eval), is_best)
                 if writer is not None:
                     for k, v in row.items():
                         if k != "epoch":
