@@ -127,7 +127,7 @@ class Workspaces:
         return result
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # its MIXKD_DATA stays with the doc examples
 def workspaces(tmp_path_factory):
     root = tmp_path_factory.mktemp("doc-examples")
     with pytest.MonkeyPatch.context() as mp:
