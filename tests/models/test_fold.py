@@ -42,3 +42,33 @@ def _assert_folding_keeps_logits(model: nn.Module, x: torch.Tensor, arch: str) -
 def test_untraceable_models_are_returned_unchanged():
     model = build_model("vgg8", 10).eval()
     assert fold_batchnorm(model) is model
+
+
+@pytest.mark.parametrize("arch", ["resnet8", "wrn_16_2", "MobileNetV2", "ShuffleV2"])
+def test_folded_features_equal_the_models_features(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, 10).eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    folded = fold_batchnorm(model, return_features=True)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) < sum(
+        isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        ref, out = model(x, return_features=True), folded(x)
+    for name in ("logits", "penultimate"):
+        a, b = getattr(ref, name), getattr(out, name)
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+    for name in ("maps", "preact_maps"):
+        for a, b in zip(getattr(ref, name), getattr(out, name), strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+
+
+def test_untraceable_models_still_hand_out_features():
+    model = build_model("vgg8", 10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out = fold_batchnorm(model, return_features=True)(x)
+        assert torch.equal(out.logits, model(x)) and len(out.preact_maps) == 5

@@ -134,3 +134,26 @@ def test_registry_entries_build_their_own_arch() -> None:
     for name in MODELS:
         with torch.device("meta"):  # no memory, no init cost
             assert build_model(name, 3).arch == name
+
+
+@pytest.mark.parametrize("name", FAMILIES + ["resnet18"])
+def test_preact_maps_are_the_stage_maps_before_their_last_relu(name, built) -> None:
+    model = built(name, 10)
+    with torch.no_grad():
+        out = model(cifar_batch(size=64 if name == "resnet18" else 32), return_features=True)
+    assert len(out.preact_maps) == len(out.maps)
+    assert any(bool((p < 0).any()) for p in out.preact_maps)  # really before a ReLU
+    for i, (pre, post) in enumerate(zip(out.preact_maps, out.maps, strict=True)):
+        assert pre.shape == post.shape
+        if name.startswith("wrn") and i < 2:
+            # pre-activation blocks: the next stage's first BatchNorm reads the map (RepDistiller's preact)
+            stage = (model.block2, model.block3)[i]
+            torch.testing.assert_close(pre, stage.entry_bn()(post))
+        elif torch.equal(pre, post):  # a stage that does not end in a ReLU (MobileNetV2, ShuffleV2 groups)
+            assert name in ("MobileNetV2", "ShuffleV2") and i < len(out.maps) - 1
+        else:
+            assert torch.equal(torch.relu(pre), post)
+
+
+def test_vgg_block0_is_a_stem_map(built) -> None:
+    assert built("vgg8", 10).stem_maps == 1 and built("resnet8", 10).stem_maps == 0

@@ -10,29 +10,38 @@ from torch import Tensor, nn
 
 
 class ModelOutput(NamedTuple):
-    """What `model(x, return_features=True)` returns."""
+    """What `model(x, return_features=True)` returns (a frozen teacher may fill only `logits`)."""
 
     logits: Tensor
     # the pooled vector fed to the final linear layer, shape (N, classifier.in_features)
-    penultimate: Tensor
+    penultimate: Tensor | None = None
     # one map per stage, pre-pooling; penultimate is the global average of maps[-1]
-    maps: list[Tensor]
+    maps: list[Tensor] | None = None
+    # the same stages before their last ReLU (equal to the map where a stage does not end in a ReLU)
+    preact_maps: list[Tensor] | None = None
 
 
 class ZooModel(nn.Module):
-    """Base class: a family implements `forward_maps`; pooling and the linear head live here."""
+    """Base class: a family implements `forward_stages`; pooling and the linear head live here."""
 
     # dotted name of the final nn.Linear inside the model (kept for checkpoint compatibility)
     head_name: str = "fc"
+    # leading maps that come before the first down-sampling stage (VGG's block0): feature distillers
+    # skip them, as RepDistiller's feat[1:-1] does
+    stem_maps: int = 0
 
     def __init__(self, arch: str, num_classes: int) -> None:
         super().__init__()
         self.arch = arch
         self.num_classes = num_classes
 
-    def forward_maps(self, x: Tensor) -> list[Tensor]:
-        """Run the body and return one feature map per stage, the last one ready for pooling."""
+    def forward_stages(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Run the body: (one map per stage, the last one ready for pooling; the same maps before their last ReLU)."""
         raise NotImplementedError
+
+    def forward_maps(self, x: Tensor) -> list[Tensor]:
+        """One feature map per stage, the last one ready for pooling."""
+        return self.forward_stages(x)[0]
 
     def get_classifier(self) -> nn.Linear:
         """The final linear layer."""
@@ -41,13 +50,27 @@ class ZooModel(nn.Module):
         return head
 
     def forward(self, x: Tensor, return_features: bool = False) -> Tensor | ModelOutput:
-        """Logits, or a ModelOutput with the penultimate vector and per-stage maps."""
-        maps = self.forward_maps(x)
+        """Logits, or a ModelOutput with the penultimate vector and per-stage maps (post- and pre-activation)."""
+        maps, preact = self.forward_stages(x)
         penultimate = torch.flatten(F.adaptive_avg_pool2d(maps[-1], 1), 1)
         logits = self.get_classifier()(penultimate)
         if return_features:
-            return ModelOutput(logits, penultimate, maps)
+            return ModelOutput(logits, penultimate, maps, preact)
         return logits
+
+
+def run_stages(x: Tensor, stages: tuple[nn.Sequential, ...]) -> tuple[list[Tensor], list[Tensor]]:
+    """Run stages whose blocks end in ReLU(`block.preact(x)`): (stage outputs, their pre-ReLU values)."""
+    maps, preacts = [], []
+    for stage in stages:
+        blocks = list(stage)
+        for block in blocks[:-1]:
+            x = block(x)
+        pre = blocks[-1].preact(x)
+        x = F.relu(pre)
+        maps.append(x)
+        preacts.append(pre)
+    return maps, preacts
 
 
 def init_weights(model: nn.Module) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 from torchvision import models as tv
 
@@ -20,14 +21,27 @@ class TorchvisionResNet(ZooModel):
             if name != "avgpool":  # pooling is shared in ZooModel.forward
                 self.add_module(name, module)
 
-    def forward_maps(self, x: Tensor) -> list[Tensor]:
-        """Outputs of layer1 ... layer4."""
+    def forward_stages(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Outputs of layer1 ... layer4, and their last residual sums before the ReLU."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        maps = []
+        maps, preacts = [], []
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
-            x = stage(x)
+            blocks = list(stage)
+            for block in blocks[:-1]:
+                x = block(x)
+            pre = _basic_block_preact(blocks[-1], x)
+            x = torch.relu(pre)
             maps.append(x)
-        return maps
+            preacts.append(pre)
+        return maps, preacts
+
+
+def _basic_block_preact(block: tv.resnet.BasicBlock, x: Tensor) -> Tensor:
+    """torchvision's BasicBlock.forward without its last ReLU."""
+    out = block.relu(block.bn1(block.conv1(x)))
+    out = block.bn2(block.conv2(out))
+    identity = x if block.downsample is None else block.downsample(x)
+    return out + identity
 
 
 def _register(name: str, make: Callable[..., tv.ResNet]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixkd.models.base import ZooModel, init_weights
@@ -73,16 +74,21 @@ class CifarMobileNetV2(ZooModel):
         self.classifier = nn.Sequential(nn.Linear(last, num_classes))
         init_weights(self)
 
-    def forward_maps(self, x: Tensor) -> list[Tensor]:
-        """Outputs of block groups 1, 2 and 4, then group 6 after the 1x1 conv head."""
+    def forward_stages(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Outputs of block groups 1, 2 and 4, then group 6 after the 1x1 conv head.
+
+        The groups end in a linear projection (no ReLU), so their pre-activation maps are the maps; the
+        head's is its BatchNorm output.
+        """
         x = self.conv1(x)
         maps = []
         for i, group in enumerate(self.blocks):
             x = group(x)
             if i in _MAP_GROUPS:
                 maps.append(x)
-        maps.append(self.conv2(x))
-        return maps
+        conv, bn, _ = self.conv2  # its ReLU is in-place, which would overwrite `pre`
+        pre = bn(conv(x))
+        return [*maps, F.relu(pre)], [*maps, pre]
 
 
 @MODELS.register("MobileNetV2")

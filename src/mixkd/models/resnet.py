@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixkd.models.base import ZooModel, init_weights
+from mixkd.models.base import ZooModel, init_weights, run_stages
 from mixkd.models.registry import MODELS
 
 
@@ -24,11 +24,15 @@ class BasicBlock(nn.Module):
                 nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch)
             )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def preact(self, x: Tensor) -> Tensor:
+        """The residual sum before the block's last ReLU."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + shortcut)
+        return out + shortcut
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.preact(x))
 
 
 class CifarResNet(ZooModel):
@@ -47,14 +51,10 @@ class CifarResNet(ZooModel):
         self.fc = nn.Linear(widths[3], num_classes)
         init_weights(self)
 
-    def forward_maps(self, x: Tensor) -> list[Tensor]:
-        """Outputs of layer1, layer2 and layer3."""
+    def forward_stages(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Outputs of layer1, layer2 and layer3 (and their last residual sums before the ReLU)."""
         x = F.relu(self.bn1(self.conv1(x)))
-        maps = []
-        for stage in (self.layer1, self.layer2, self.layer3):
-            x = stage(x)
-            maps.append(x)
-        return maps
+        return run_stages(x, (self.layer1, self.layer2, self.layer3))
 
 
 def _stage(in_ch: int, out_ch: int, blocks: int, stride: int) -> nn.Sequential:

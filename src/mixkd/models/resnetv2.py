@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixkd.models.base import ZooModel, init_weights
+from mixkd.models.base import ZooModel, init_weights, run_stages
 from mixkd.models.registry import MODELS
 
 _EXPANSION = 4
@@ -30,11 +30,15 @@ class Bottleneck(nn.Module):
                 nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch)
             )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def preact(self, x: Tensor) -> Tensor:
+        """The residual sum before the block's last ReLU."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return F.relu(out + self.shortcut(x))
+        return out + self.shortcut(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.preact(x))
 
 
 class CifarBottleneckResNet(ZooModel):
@@ -58,14 +62,10 @@ class CifarBottleneckResNet(ZooModel):
         self.linear = nn.Linear(512 * _EXPANSION, num_classes)
         init_weights(self)
 
-    def forward_maps(self, x: Tensor) -> list[Tensor]:
-        """Outputs of layer1 ... layer4."""
+    def forward_stages(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Outputs of layer1 ... layer4 (and their last residual sums before the ReLU)."""
         x = F.relu(self.bn1(self.conv1(x)))
-        maps = []
-        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
-            x = stage(x)
-            maps.append(x)
-        return maps
+        return run_stages(x, (self.layer1, self.layer2, self.layer3, self.layer4))
 
 
 @MODELS.register("ResNet50")

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixkd.models.base import ZooModel, init_weights
+from mixkd.models.base import ZooModel, init_weights, run_stages
 from mixkd.models.registry import MODELS
 
 
@@ -31,14 +31,18 @@ class ShuffleUnit(nn.Module):
         self.conv3 = nn.Conv2d(mid, out_ch, 1, groups=groups, bias=False)
         self.bn3 = nn.BatchNorm2d(out_ch)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def preact(self, x: Tensor) -> Tensor:
+        """The unit's output before its last ReLU."""
         out = F.relu(self.bn1(self.conv1(x)))
         out = channel_shuffle(out, self.first_groups)
         out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         if self.stride == 2:
-            return F.relu(torch.cat([out, F.avg_pool2d(x, 3, 2, 1)], 1))
-        return F.relu(out + x)
+            return torch.cat([out, F.avg_pool2d(x, 3, 2, 1)], 1)
+        return out + x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.preact(x))
 
 
 class CifarShuffleNetV1(ZooModel):
@@ -67,14 +71,10 @@ class CifarShuffleNetV1(ZooModel):
         self.linear = nn.Linear(in_ch, num_classes)
         init_weights(self)
 
-    def forward_maps(self, x: Tensor) -> list[Tensor]:
-        """Outputs of layer1, layer2 and layer3."""
+    def forward_stages(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Outputs of layer1, layer2 and layer3 (and their values before the last ReLU)."""
         x = F.relu(self.bn1(self.conv1(x)))
-        maps = []
-        for stage in (self.layer1, self.layer2, self.layer3):
-            x = stage(x)
-            maps.append(x)
-        return maps
+        return run_stages(x, (self.layer1, self.layer2, self.layer3))
 
 
 @MODELS.register("ShuffleV1")

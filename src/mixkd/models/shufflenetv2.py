@@ -78,13 +78,17 @@ class CifarShuffleNetV2(ZooModel):
         self.linear = nn.Linear(widths[3], num_classes)
         init_weights(self)
 
-    def forward_maps(self, x: Tensor) -> list[Tensor]:
-        """Outputs of layer1 and layer2, then layer3 after the 1x1 conv head."""
+    def forward_stages(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Outputs of layer1 and layer2, then layer3 after the 1x1 conv head (pre-ReLU: the head's BN output).
+
+        layer1 and layer2 end in a channel shuffle, not a ReLU, so their pre-activation maps are the maps.
+        """
         x = F.relu(self.bn1(self.conv1(x)))
         f1 = self.layer1(x)
         f2 = self.layer2(f1)
-        f3 = F.relu(self.bn2(self.conv2(self.layer3(f2))))
-        return [f1, f2, f3]
+        p3 = self.bn2(self.conv2(self.layer3(f2)))
+        f3 = F.relu(p3)
+        return [f1, f2, f3], [f1, f2, p3]
 
 
 @MODELS.register("ShuffleV2")

@@ -31,6 +31,7 @@ class CifarVGG(ZooModel):
     """Blocks 0-3 are each followed by a 2x2 max-pool (block 3's only for inputs of 64 px or more)."""
 
     head_name = "classifier"
+    stem_maps = 1  # block0 runs at full resolution, before the first pooling
 
     def __init__(self, arch: str, config: tuple[tuple[int, ...], ...], num_classes: int) -> None:
         super().__init__(arch, num_classes)
@@ -41,18 +42,20 @@ class CifarVGG(ZooModel):
         self.classifier = nn.Linear(in_ch, num_classes)
         init_weights(self)
 
-    def forward_maps(self, x: Tensor) -> list[Tensor]:
-        """Outputs (after ReLU) of block0 ... block4."""
+    def forward_stages(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Outputs (after ReLU) of block0 ... block4, and the same before the ReLU."""
         # the reference keeps block4 at 1/8 resolution for 32 px inputs, 1/16 for 64 px (TinyImageNet)
         pool_before_last = x.shape[-2] >= 64
         blocks = (self.block0, self.block1, self.block2, self.block3, self.block4)
-        maps = []
+        maps, preacts = [], []
         for i, block in enumerate(blocks):
             if i > 0 and (i < 4 or pool_before_last):
                 x = F.max_pool2d(x, 2, 2)
-            x = F.relu(block(x))
+            pre = block(x)
+            x = F.relu(pre)
             maps.append(x)
-        return maps
+            preacts.append(pre)
+        return maps, preacts
 
 
 def _register(name: str) -> None:

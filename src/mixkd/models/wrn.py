@@ -21,8 +21,9 @@ class WideBlock(nn.Module):
         # the attribute name is the community checkpoints' key
         self.convShortcut = None if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)
 
-    def forward(self, x: Tensor) -> Tensor:
-        act = F.relu(self.bn1(x))
+    def forward(self, x: Tensor, pre: Tensor | None = None) -> Tensor:
+        """`pre` is bn1(x) when the caller has computed it already (the stage's pre-activation map)."""
+        act = F.relu(self.bn1(x) if pre is None else pre)
         out = self.conv2(F.relu(self.bn2(self.conv1(act))))
         # the projection sees the pre-activated input, the identity the raw one (as the reference does)
         shortcut = x if self.convShortcut is None else self.convShortcut(act)
@@ -38,8 +39,17 @@ class WideStage(nn.Module):
             *(WideBlock(in_ch if i == 0 else out_ch, out_ch, stride if i == 0 else 1) for i in range(blocks))
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.layer(x)
+    def forward(self, x: Tensor, pre: Tensor | None = None) -> Tensor:
+        """`pre`: the first block's bn1(x), if already computed."""
+        blocks = list(self.layer)
+        x = blocks[0](x, pre)
+        for block in blocks[1:]:
+            x = block(x)
+        return x
+
+    def entry_bn(self) -> nn.BatchNorm2d:
+        """The BatchNorm the stage applies to its input first (pre-activation blocks)."""
+        return self.layer[0].bn1
 
 
 class WideResNet(ZooModel):
@@ -59,13 +69,20 @@ class WideResNet(ZooModel):
         self.fc = nn.Linear(widths[3], num_classes)
         init_weights(self)
 
-    def forward_maps(self, x: Tensor) -> list[Tensor]:
-        """Outputs of block1 and block2, then block3 after the final BN-ReLU."""
+    def forward_stages(self, x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Outputs of block1 and block2, then block3 after the final BN-ReLU.
+
+        Pre-activation maps (as RepDistiller's preact): the BatchNorm output that the next ReLU reads, i.e.
+        the next stage's first bn1 applied to block1/block2 (computed once and handed to that block) and the
+        final bn1 for block3.
+        """
         x = self.conv1(x)
         f1 = self.block1(x)
-        f2 = self.block2(f1)
-        f3 = F.relu(self.bn1(self.block3(f2)))
-        return [f1, f2, f3]
+        p1 = self.block2.entry_bn()(f1)
+        f2 = self.block2(f1, p1)
+        p2 = self.block3.entry_bn()(f2)
+        p3 = self.bn1(self.block3(f2, p2))
+        return [f1, f2, F.relu(p3)], [p1, p2, p3]
 
 
 def _register(depth: int, widen: int) -> None:
