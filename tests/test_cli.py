@@ -39,6 +39,9 @@ def _error(capsys, monkeypatch, *args: str) -> str:
         (["distill", "configs/quickstart/teacher.yaml"], ["distill.method=ce", "mixkd"]),
         (["train", "configs/quickstart/student.yaml"], ["mixkd distill"]),
         (["train", "--resume", "/no/run"], ["/no/run"]),
+        (["distill", "configs/quickstart/student.yaml", "distill.gamma=0.1"], ["distill.gamma", "distill.ce_weight"]),
+        (["train", "configs/quickstart/teacher.yaml", "distill.kd_weight=0.9"], ["distill.kd_weight must be 0"]),
+        (["distill", "configs/quickstart/student.yaml", "distill.method=fitnett"], ["fitnett", "choose one of"]),
     ],
 )
 def test_bad_input_is_one_line_with_the_fix(args, words, capsys, monkeypatch):
@@ -270,3 +273,20 @@ def _teacher(tmp_path: Path) -> Path:
 
     train(load_config(None, [*TINY, "optim.epochs=1", "optim.milestones=[]"]), tmp_path / "teacher", quiet=True)
     return tmp_path / "teacher" / "best.pt"
+
+
+def test_methods_lists_every_method_with_paper_defaults_and_needs(capsys):
+    from mixkd.distill import DISTILLERS
+
+    assert main(["methods", "--json"]) == 0
+    rows = {r["method"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(DISTILLERS.names())
+    assert all(r["paper"] for r in rows.values())
+    assert rows["kd"]["defaults"] == {"ce_weight": 0.1, "kd_weight": 0.9, "logit_norm": "none", "temperature": 4.0}
+    assert rows["mixkd"]["defaults"]["logit_norm"] == "std"
+    assert rows["dkd"]["defaults"]["dkd"] == {"weight": 1.0, "tckd_weight": 1.0, "nckd_weight": 8.0, "warmup_epochs": 20}
+    assert rows["crd"]["defaults"]["crd"]["nce_k"] == 16384 and "dataset indices" in rows["crd"]["needs"]
+    assert rows["ce"]["needs"] == []
+    assert main(["methods"]) == 0
+    text = capsys.readouterr().out
+    assert "crd.nce_k=16384" in text and "Decoupled Knowledge Distillation" in text

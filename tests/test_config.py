@@ -29,6 +29,10 @@ def test_int_is_accepted_for_float_and_converted():
         ("runtime.precision=fp64", ["runtime.precision", "bf16"]),
         ("bogus=1", ["bogus"]),
         ("optim=3", ["optim", "mapping"]),
+        ("distill.crd.nce_k=0", ["distill.crd.nce_k", ">= 1"]),
+        ("distill.dkd.nckd_weigth=2", ["distill.dkd.nckd_weigth", "distill.dkd.nckd_weight"]),
+        ("distill.logit_norm=softmax", ["distill.logit_norm", "zscore"]),
+        ("distill.ce_weight=-1", ["distill.ce_weight", ">= 0"]),
     ],
 )
 def test_bad_values_fail_with_one_line_naming_the_key(override, words):
@@ -199,3 +203,23 @@ def test_packaged_recipes_are_found_outside_a_checkout(tmp_path, monkeypatch):
     (tmp_path / "configs" / "quickstart").mkdir(parents=True)
     (tmp_path / "configs" / "quickstart" / "teacher.yaml").write_text("optim: {lr: 0.7}\n")
     assert load_config("configs/quickstart/teacher.yaml").optim.lr == 0.7  # a file here wins
+
+
+@pytest.mark.parametrize("key, new", [("distill.gamma", "distill.ce_weight"), ("distill.alpha", "distill.kd_weight")])
+def test_old_weight_names_fail_with_one_line_naming_the_new_key(tmp_path, key, new):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [f"{key}=0.5"])
+    assert "\n" not in str(e.value) and key in str(e.value) and new in str(e.value)
+    (tmp_path / "old.yaml").write_text("distill:\n  method: mixkd\n  gamma: 0.1\n  alpha: 0.9\n")
+    with pytest.raises(ConfigError, match="distill.gamma was renamed: use distill.ce_weight"):
+        load_config(tmp_path / "old.yaml")
+    assert load_config(None, ["mixing.alpha=0.4"]).mixing.alpha == 0.4  # the Beta parameter keeps its name
+
+
+def test_unset_weights_mean_the_methods_published_defaults():
+    from mixkd.distill import method_class
+
+    cfg = load_config(None, ["distill.method=crd", "distill.crd.nce_k=4096"])
+    assert cfg.distill.ce_weight is None and cfg.distill.crd.weight is None
+    params = method_class("crd").resolved_params(cfg.distill)
+    assert params == {"weight": 0.8, "feat_dim": 128, "nce_k": 4096, "nce_t": 0.07, "nce_m": 0.5}

@@ -77,15 +77,46 @@ class MixingConfig:
     sampling: Literal["exact", "official"] = "exact"
 
 
+# Per-method sections of `distill`: a key left unset (null) means the method's published default, which
+# `mixkd methods` lists and each run records in summary.json ("distill").
+
+
+@dataclass
+class DKDConfig:
+    """Decoupled KD (Zhao et al., CVPR 2022): weight · warm-up · (tckd_weight · TCKD + nckd_weight · NCKD)."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+    tckd_weight: float | None = field(default=None, metadata=_range(0.0))  # α in the paper
+    nckd_weight: float | None = field(default=None, metadata=_range(0.0))  # β in the paper
+    warmup_epochs: int | None = field(default=None, metadata=_range(0))
+
+
+@dataclass
+class CRDConfig:
+    """Contrastive Representation Distillation (Tian et al., ICLR 2020)."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+    feat_dim: int | None = field(default=None, metadata=_range(1))
+    nce_k: int | None = field(default=None, metadata=_range(1))
+    nce_t: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
+    nce_m: float | None = field(default=None, metadata=_range(0.0, 1.0))
+
+
 @dataclass
 class DistillConfig:
-    """The loss: `ce` (no teacher), `kd` (Hinton), `mixkd` (std-rescaled logits), `logitstd` (z-scored)."""
+    """The loss: total = ce_weight · CE + kd_weight · KD + <method>.weight · the method's own term."""
 
     method: str = "ce"
+    ce_weight: float | None = field(default=None, metadata=_range(0.0))  # γ; null = the method's default
+    kd_weight: float | None = field(default=None, metadata=_range(0.0))  # α; null = the method's default
     temperature: float = field(default=4.0, metadata=_range(0.0, open_lo=True))
-    gamma: float = field(default=0.1, metadata=_range(0.0))
-    alpha: float = field(default=0.9, metadata=_range(0.0))
+    # none | std | zscore (see mixkd.distill.norm); null = the method's default (mixkd: std, logitstd: zscore)
+    logit_norm: Literal["none", "std", "zscore"] | None = None
     base_temperature: float = field(default=2.0, metadata=_range(0.0, open_lo=True))
+    init_epochs: int = field(default=30, metadata=_range(0))  # two-stage methods (AB, FT, FSP)
+    init_lr: float | None = field(default=None, metadata=_range(0.0, open_lo=True))  # null = the method's
+    dkd: DKDConfig = field(default_factory=DKDConfig)
+    crd: CRDConfig = field(default_factory=CRDConfig)
 
 
 @dataclass
@@ -267,6 +298,13 @@ def _check_range(key: str, value: Any, meta: typing.Mapping) -> None:
         raise ConfigError(f"{key}: must be <= {hi}, got {_show(value)}{why}")
 
 
+# keys of older recipes -> what replaced them
+RENAMED = {
+    "distill.gamma": "distill.ce_weight (the cross-entropy weight γ)",
+    "distill.alpha": "distill.kd_weight (the KD term's weight α; mixing.alpha stays the Beta(α, α) parameter)",
+}
+
+
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     if raw is None:
         raw = {}
@@ -277,6 +315,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     unknown = [k for k in raw if k not in fields]
     if unknown:
         key = f"{prefix}{unknown[0]}"
+        if key in RENAMED:
+            raise ConfigError(f"{key} was renamed: use {RENAMED[key]}")
         import difflib
 
         close = difflib.get_close_matches(unknown[0], fields, n=1)

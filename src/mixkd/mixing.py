@@ -31,6 +31,13 @@ class MixResult:
     partner: Tensor  # [B] index of the partner row (the row itself when unmixed)
     mixed: Tensor  # [B] bool, True where the row was mixed
 
+    def correct(self, logits: Tensor) -> Tensor:
+        """Train accuracy's numerator: each row's soft-target mass on its predicted class, summed.
+
+        That is λ for the row's own label, 1 − λ for the partner's and 1 for an unmixed row predicted right.
+        """
+        return self.target.gather(1, logits.detach().argmax(dim=1, keepdim=True)).sum()
+
 
 class Mixer(Protocol):
     """A batch transform: (x, y, num_classes) -> MixResult."""

@@ -18,7 +18,7 @@ def plot_test_accuracy(run_dirs: dict[str, Path], out_png: Path, title: str = "T
     """Plot top-1 test accuracy per epoch for each labelled run directory; returns the PNG path."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for label, path in run_dirs.items():
-        rows = RunDir(path).read_metrics()
+        rows = [r for r in RunDir(path).read_metrics() if r.get("stage") != "init"]  # init stages: no test top-1
         if rows:
             ax.plot([r["epoch"] for r in rows], [r["top1"] for r in rows], marker="o", ms=3, label=label)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -29,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batches", type=int, default=100,
                    help="time only the first K batches of the epoch, epoch benchmark (default 100)")
     p.add_argument("--data-root", help="CIFAR-10 image tree or zip for the epoch benchmark (required there)")
+    p.add_argument("--methods", metavar="M1,M2,...",
+                   help="step benchmark of these distillation methods (distill.method), images/s relative to kd")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of Markdown")
     p.set_defaults(func=run_bench)
 
@@ -42,6 +44,20 @@ def run_bench(args: argparse.Namespace) -> int:
     unknown = [p for p in pairs if p not in PAIRS]
     if unknown:
         raise ConfigError(f"--pairs: unknown {unknown}; choose from {', '.join(PAIRS)}")
+    if args.methods:
+        from mixkd.distill import method_class
+        from mixkd.engine.bench import methods_markdown, run_method_benchmark
+
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        for m in methods:
+            if not method_class(m).needs_teacher:
+                raise ConfigError(f"--methods: {m} has no teacher; the benchmark compares distillation methods")
+        if args.what != "step":
+            raise ConfigError("--methods times the distillation step: use `mixkd bench step --methods ...`")
+        rows = run_method_benchmark(pairs=pairs, methods=methods, rounds=args.rounds, steps=args.steps,
+                                    log=lambda s: print(s, file=sys.stderr))
+        print(json.dumps(rows, indent=2) if args.json else methods_markdown(rows, steps=args.steps))
+        return 0
     if args.what == "epoch" and not args.data_root:
         raise ConfigError("the epoch benchmark needs --data-root (e.g. ../shared/data/cifar10-jpg.zip)")
     rows = run_benchmark(pairs=pairs, what=args.what, rounds=args.rounds, steps=args.steps, batches=args.batches,

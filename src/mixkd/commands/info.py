@@ -1,4 +1,4 @@
-"""`mixkd models` and `mixkd datasets`: what can be named in a config."""
+"""`mixkd models`, `mixkd datasets` and `mixkd methods`: what can be named in a config."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from mixkd.cli import HelpFormatter
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register `models` and `datasets`."""
+    """Register `models`, `datasets` and `methods`."""
     p = sub.add_parser("models", help="list the model architectures (model.arch / teacher.arch)",
                        formatter_class=HelpFormatter,
                        epilog="examples:\n  mixkd models\n"
@@ -19,6 +19,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                               "  mixkd train configs/quickstart/teacher.yaml data.name=imagefolder "
                               "data.root=../shared/data/cifar10-jpg.zip --out runs/cifar10")
     p.set_defaults(func=_datasets)
+    p = sub.add_parser("methods", help="list the distillation methods (distill.method): paper, default weights, needs",
+                       description="Every method with its paper, its published default settings (what a key left "
+                                   "unset in distill.* means) and what it needs.", formatter_class=HelpFormatter,
+                       epilog="examples:\n  mixkd methods\n  mixkd methods --json\n"
+                              "  mixkd distill configs/quickstart/student.yaml distill.method=dkd distill.logit_norm=std "
+                              "--teacher runs/t/best.pt")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_methods)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -33,3 +41,32 @@ def _datasets(args: argparse.Namespace) -> int:
 
     print("\n".join(DATASETS.names()))
     return 0
+
+
+def _methods(args: argparse.Namespace) -> int:
+    import json
+
+    from mixkd.distill import DISTILLERS
+
+    rows = []
+    for name in DISTILLERS.names():
+        cls = DISTILLERS.get(name)
+        rows.append({"method": name, "paper": cls.paper, "defaults": cls.default_settings(), "needs": cls.needs()})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        print(f"{r['method']}: {r['paper']}")
+        print(f"  defaults: {_flat(r['defaults'])}")
+        print(f"  needs:    {', '.join(r['needs']) or 'nothing (no teacher)'}")
+    return 0
+
+
+def _flat(d: dict, prefix: str = "") -> str:
+    parts = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            parts.append(_flat(v, f"{prefix}{k}."))
+        else:
+            parts.append(f"{prefix}{k}={v:g}" if isinstance(v, float) else f"{prefix}{k}={v}")
+    return ", ".join(parts)

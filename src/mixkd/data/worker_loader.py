@@ -88,6 +88,7 @@ class WorkerLoader:
         device: torch.device | str = "cpu",
     ) -> None:
         self.split = split
+        self.labels = split.labels  # labels of the rows in index order
         self.transform = build_transform(spec, train=shuffle, augment=augment, large=large)
         self.device = torch.device(device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last

@@ -1,6 +1,9 @@
-"""Losses and the distiller registry (ce, kd, mixkd, logitstd)."""
+"""Distillers (one registry of KD methods), the logit normalisations, the frozen teacher and its cache."""
 
-from mixkd.distill.distillers import DISTILLERS, Distiller, build_distiller, needs_teacher
+from mixkd.distill import crd, dkd  # noqa: F401  (register their methods)
+from mixkd.distill.base import DISTILLERS, Distiller, DistillContext, InitStage
+from mixkd.distill.distillers import build_distiller, method_class, needs_teacher
 from mixkd.distill.teacher import FrozenTeacher
 
-__all__ = ["DISTILLERS", "Distiller", "FrozenTeacher", "build_distiller", "needs_teacher"]
+__all__ = ["DISTILLERS", "DistillContext", "Distiller", "FrozenTeacher", "InitStage", "build_distiller",
+           "method_class", "needs_teacher"]

@@ -1,14 +1,24 @@
-"""The frozen teacher: eval mode, no gradient, its own precision and layout, an optional output cache."""
+"""The frozen teacher: eval mode, no gradient, its own precision and layout, an optional output cache.
+
+It hands a distiller what the method asks for: logits only (then unmixed rows may come from the exact
+logit cache), or logits with the penultimate vector, the stage maps and the pre-activation maps (then
+every row runs live: the cache never serves features, and logits from it would not match them).
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from mixkd.engine.precision import autocast
-from mixkd.models.fold import fold_batchnorm
+from mixkd.models.base import ModelOutput
+from mixkd.models.fold import WithFeatures, fold_batchnorm
+
+if TYPE_CHECKING:
+    from mixkd.data import Batch
+    from mixkd.mixing import MixResult
 
 
 class LogitCache(Protocol):
@@ -27,15 +37,23 @@ class FrozenTeacher(nn.Module):
     """Wraps a teacher so that it stays in eval mode, never receives gradients, and can reuse outputs."""
 
     def __init__(self, model: nn.Module, precision: str = "fp32", cache: LogitCache | None = None,
-                 channels_last: bool = False, fold_bn: bool = False) -> None:
+                 channels_last: bool = False, fold_bn: bool = False, features: bool = False) -> None:
         super().__init__()
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
         # the function that computes the logits: the model itself, or a copy with BatchNorm folded in
         self.fast = fold_batchnorm(self.model) if fold_bn else self.model
+        # with `features`: x -> ModelOutput with every feature (BatchNorm folded where fx can trace)
+        self.features = fold_batchnorm(self.model, return_features=True) if features and fold_bn else None
+        if features and not fold_bn:
+            self.features = WithFeatures(self.model)
         if channels_last:
             self.fast = self.fast.to(memory_format=torch.channels_last)
+            if self.features is not None:
+                self.features = self.features.to(memory_format=torch.channels_last)
+        if features and cache is not None:
+            raise ValueError("the logit cache cannot serve a teacher that hands out features")
         self.precision = precision
         self.cache = cache
         self.channels_last = channels_last
@@ -90,8 +108,33 @@ class FrozenTeacher(nn.Module):
                 self.cache.store(index[rows], view[rows], fresh[new])
         return out
 
+    def outputs(self, batch: Batch, mix: MixResult) -> ModelOutput:
+        """What the distiller asked for on the (mixed) batch `mix.x`; the cache keys come from `batch`."""
+        if self.features is None:
+            return ModelOutput(self(mix.x, index=batch.index, view=batch.view, mixed=mix.mixed))
+        x = mix.x.contiguous(memory_format=torch.channels_last) if self.channels_last else mix.x
+        with torch.inference_mode(), autocast(x.device.type, self.precision):
+            out = self.features(x)
+        # normal float32 tensors, usable as targets outside inference mode
+        return ModelOutput(*(_detach_copy(v) for v in out))
+
+    def epoch_stats(self) -> dict[str, float]:
+        """The cache's hit rate since the last call (nothing without a cache)."""
+        if self.cache is None:
+            return {}
+        hits, queries = self.reset_counters()
+        return {"teacher_cache_hit_rate": hits / queries if queries else 0.0}
+
     def reset_counters(self) -> tuple[int, int]:
         """Return (hits, queries) since the last reset and start counting again."""
         counts = (self.hits, self.queries)
         self.hits = self.queries = 0
         return counts
+
+
+def _detach_copy(v):
+    if v is None:
+        return None
+    if isinstance(v, list):
+        return [t.float().clone() for t in v]
+    return v.float().clone()

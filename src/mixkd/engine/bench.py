@@ -132,8 +132,9 @@ def _trainer(pair: str, variant: str, data_args: list[str], workdir: Path):
     ckpt = workdir / f"{teacher_arch}.pt"
     if not ckpt.exists():
         torch.save({"model": build_model(teacher_arch, 10).state_dict()}, ckpt)
+    method = variant.removeprefix(METHOD_PREFIX) if variant.startswith(METHOD_PREFIX) else "mixkd"
     cfg = load_config(None, [
-        *data_args, f"data.batch_size={BATCH}", f"model.arch={student_arch}", "distill.method=mixkd",
+        *data_args, f"data.batch_size={BATCH}", f"model.arch={student_arch}", f"distill.method={method}",
         "mixing.name=mixup", f"mixing.fraction={PMU}", f"teacher.checkpoint={ckpt}",
         f"teacher.arch={teacher_arch}", "runtime.tensorboard=false", "optim.epochs=1", "optim.milestones=[]",
         f"teacher.cache={'memory' if variant == 'mixkd-warm' else 'off'}",
@@ -158,7 +159,9 @@ def run_one(spec: dict) -> dict:
     workdir = Path(spec["workdir"])
     torch.manual_seed(0)
     if what == "step":
-        data_args = ["data.name=fashion-mnist", f"data.train_subset={BATCH * 4}"]
+        # a method's memory (CRD's banks) is as large as the training set: give it CIFAR's 50,000 rows
+        rows = METHOD_ROWS if variant.startswith(METHOD_PREFIX) else BATCH * 4
+        data_args = ["data.name=fashion-mnist", f"data.train_subset={rows}"]
         steps = spec["steps"]
         if variant == "plain":
             plain = PlainStep(*PAIRS[pair], 10)
@@ -168,7 +171,7 @@ def run_one(spec: dict) -> dict:
         else:
             trainer = _trainer(pair, variant, data_args, workdir)
             batch = next(iter(trainer.data.train))
-            trainer.distiller.train()
+            trainer.distiller.train_stage(init=False)
             seconds = _time_steps(lambda: trainer.step(batch, 10), steps, warmup=3)
         return {"images_per_s": steps * BATCH / seconds, "peak_mb": _peak_mb()}
 
@@ -201,6 +204,59 @@ def run_one(spec: dict) -> dict:
 
 # --------------------------------------------------------------------------- orchestration
 
+METHOD_PREFIX = "method:"
+METHOD_ROWS = 50_000
+
+
+def _run_spec(spec: dict) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "mixkd.engine.bench", json.dumps(spec)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark {spec['pair']}/{spec['variant']} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_method_benchmark(*, pairs: list[str], methods: list[str], rounds: int, steps: int,
+                         log=print) -> list[dict]:
+    """Step images/s of each method through the real Trainer (PMU 10 %, teacher cache off), relative to `kd`
+    measured in the same round; each (pair, method, round) in a fresh process, rounds interleaved."""
+    methods = ["kd", *[m for m in methods if m != "kd"]]
+    results: dict[tuple[str, str], list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="mixkd-bench-") as tmp:
+        for r in range(rounds):
+            for pair in pairs:
+                for method in methods:
+                    spec = {"pair": pair, "variant": METHOD_PREFIX + method, "what": "step", "steps": steps,
+                            "batches": 0, "data_root": None, "workdir": tmp}
+                    out = _run_spec(spec)
+                    results.setdefault((pair, method), []).append(out)
+                    log(f"round {r + 1}/{rounds} step {pair} {method}: {out['images_per_s']:.0f} img/s, "
+                        f"peak {out['peak_mb']:.0f} MB")
+    rows = []
+    for pair in pairs:
+        base = [o["images_per_s"] for o in results[(pair, "kd")]]
+        for method in methods:
+            runs = results[(pair, method)]
+            ratios = [o["images_per_s"] / b for o, b in zip(runs, base, strict=True)]
+            rows.append({"what": "step", "pair": pair, "method": method,
+                         "images_per_s": statistics.median(o["images_per_s"] for o in runs),
+                         "vs_kd": statistics.median(ratios), "peak_mb": max(o["peak_mb"] for o in runs),
+                         "all_vs_kd": [round(x, 2) for x in ratios]})
+    return rows
+
+
+def methods_markdown(rows: list[dict], *, steps: int) -> str:
+    """The method benchmark as a Markdown table naming the machine."""
+    out = [f"Machine: {machine_name()}. Distillation step only, batch {BATCH}, {steps} timed steps, PMU {PMU:.0%}, "
+           "teacher cache off, mixkd's default precision; median of interleaved rounds.", "",
+           "| pair | method | images/s (median) | vs KD (median of per-round ratios) | per-round ratios | "
+           "peak memory (MB) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        per_round = ", ".join(f"{v:.2f}" for v in r["all_vs_kd"])
+        out.append(f"| {r['pair']} | {r['method']} | {r['images_per_s']:.0f} | {r['vs_kd']:.2f}x | {per_round} | "
+                   f"{r['peak_mb']:.0f} |")
+    return "\n".join(out)
+
 
 def run_benchmark(*, pairs: list[str], what: str, rounds: int, steps: int, batches: int, data_root: str | None,
                   log=print) -> list[dict]:
@@ -219,11 +275,7 @@ def run_benchmark(*, pairs: list[str], what: str, rounds: int, steps: int, batch
                 for variant in VARIANTS:
                     spec = {"pair": pair, "variant": variant, "what": what, "steps": steps, "batches": batches,
                             "data_root": data_root, "workdir": tmp}
-                    proc = subprocess.run([sys.executable, "-m", "mixkd.engine.bench", json.dumps(spec)],
-                                          capture_output=True, text=True)
-                    if proc.returncode != 0:
-                        raise RuntimeError(f"benchmark {pair}/{variant} failed:\n{proc.stderr[-2000:]}")
-                    out = json.loads(proc.stdout.strip().splitlines()[-1])
+                    out = _run_spec(spec)
                     results.setdefault((pair, variant), []).append(out)
                     log(f"round {r + 1}/{rounds} {what} {pair} {variant}: {out['images_per_s']:.0f} img/s, "
                         f"peak {out['peak_mb']:.0f} MB")

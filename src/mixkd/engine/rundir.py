@@ -210,7 +210,7 @@ def inspect_run(path: str | Path) -> RunInfo:
             return RunInfo(path, RunState.NEW, holder, "it is empty")
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         return RunInfo(path, RunState.FOREIGN, holder, f"it holds {shown}")
-    epochs = len(RunDir(path).read_metrics())
+    epochs = len([r for r in RunDir(path).read_metrics() if r.get("stage") != "init"])
     if _readable_json(path / "summary.json"):
         return RunInfo(path, RunState.FINISHED, holder, f"{epochs} epochs")
     if (path / "last.pt").is_file() or (path / "best.pt").is_file():
@@ -492,9 +492,10 @@ class RunDir:
                 rows.append(row)
         return rows
 
-    def truncate_metrics(self, last_epoch: int) -> None:
-        """Keep only rows up to `last_epoch` (rows after the resumed checkpoint are redone)."""
-        rows = [r for r in self.read_metrics() if r.get("epoch", 0) <= last_epoch]
+    def truncate_metrics(self, last_epoch: int, last_init_epoch: int = 0) -> None:
+        """Keep only rows up to `last_epoch` and init-stage rows up to `last_init_epoch` (later ones are redone)."""
+        rows = [r for r in self.read_metrics()
+                if r.get("epoch", 0) <= (last_init_epoch if r.get("stage") == "init" else last_epoch)]
         text = "".join(json.dumps(r) + "\n" for r in rows)
         atomic_write_bytes(self.metrics, lambda f: f.write(text.encode()))
 
@@ -541,12 +542,12 @@ class RunDir:
         written first, so its record of the best epoch is the truth).
         """
         self.remove_temporary_files()
-        self.truncate_metrics(state["epoch"] if state else 0)
+        self.truncate_metrics(state["epoch"] if state else 0, state.get("init_epoch", 0) if state else 0)
         if state is None:
             return
         if source != self.last:
             save_checkpoint(state, self.last)
-        if state["best"]["epoch"] == state["epoch"]:
+        if state["epoch"] > 0 and state["best"]["epoch"] == state["epoch"]:  # epoch 0: an init-stage checkpoint
             try:
                 best_epoch = load_checkpoint(self.best)["epoch"]
             except CheckpointError:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from mixkd.config import RunConfig, to_dict
 from mixkd.data import DATASETS, Batch, DataBundle, build_data
-from mixkd.distill import FrozenTeacher, build_distiller, needs_teacher
+from mixkd.distill import DistillContext, FrozenTeacher, build_distiller, method_class, needs_teacher
 from mixkd.distill.cache import build_teacher_cache, check_cache_dir
 from mixkd.engine import distributed as D
 from mixkd.engine.metrics import evaluate
@@ -142,6 +142,7 @@ class Trainer:
         MIXERS.get(cfg.mixing.name)
         if cfg.teacher.arch:
             MODELS.get(cfg.teacher.arch)
+        method_class(cfg.distill.method).check_config(cfg.distill)
         if needs_teacher(cfg.distill.method):
             if not cfg.teacher.checkpoint:
                 raise ConfigError(
@@ -171,12 +172,39 @@ class Trainer:
             ids = [rt.device.index] if rt.device.type == "cuda" else None
             student = nn.parallel.DistributedDataParallel(student, device_ids=ids)
         self.train_forward = torch.compile(student) if cfg.runtime.compile else student
-        self.distiller = build_distiller(cfg.distill, self.train_forward, self.teacher)
+        spec, loader = self.data.spec, self.data.train
+        ctx = DistillContext(num_classes=num_classes, input_shape=(len(spec.mean), spec.image_size, spec.image_size),
+                             num_samples=loader.num_samples, train_labels=getattr(loader, "labels", None),
+                             device=rt.device)
+        self.distiller = build_distiller(cfg.distill, self.train_forward, self.teacher, ctx)
         self.mixer = build_mixer(cfg.mixing)
         o = cfg.optim
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=o.lr, momentum=o.momentum,
-                                         nesterov=o.nesterov, weight_decay=o.weight_decay)
+        # the method's own modules (regressors, embeddings) train with the student's lr, momentum and decay
+        self.method_params = self.distiller.trainable_parameters()
+        groups = [{"params": list(self.model.parameters())}]
+        if self.method_params:
+            groups.append({"params": self.method_params})
+        self.optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                                         weight_decay=o.weight_decay)
+        self.init_stage = self.distiller.init_stage() if cfg.distill.init_epochs > 0 else None
+        self.init_optimizer = None
+        if self.init_stage is not None:  # a constant lr of its own, as RepDistiller's init stage
+            student_params = set(self.model.parameters())
+            self.init_method_params = [p for p in self.init_stage.parameters if p not in student_params]
+            self.init_optimizer = torch.optim.SGD(self.init_stage.parameters, lr=self.init_lr, momentum=o.momentum,
+                                                  nesterov=o.nesterov, weight_decay=o.weight_decay)
         self.scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.precision == "fp16")
+
+    @property
+    def init_lr(self) -> float:
+        """The init stage's learning rate: distill.init_lr, else the method's, else optim.lr."""
+        stage = self.init_stage
+        return self.cfg.distill.init_lr or (stage.lr if stage is not None and stage.lr else self.cfg.optim.lr)
+
+    @property
+    def init_epochs(self) -> int:
+        """Epochs of the method's init stage in this run (0 without one)."""
+        return self.cfg.distill.init_epochs if self.init_stage is not None else 0
 
     def _build_teacher(self, num_classes: int) -> FrozenTeacher | None:
         cfg = self.cfg
@@ -191,14 +219,23 @@ class Trainer:
         model = model.to(self.rt.device)
         if self.rt.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        teacher = FrozenTeacher(model, self.rt.teacher_precision, channels_last=self.rt.channels_last, fold_bn=True)
-        teacher.cache = build_teacher_cache(cfg, teacher, self.data)  # probes the teacher as it will run
+        # the logit cache serves only logits; a method that reads teacher features runs every row live
+        features = method_class(cfg.distill.method).teacher_features
+        teacher = FrozenTeacher(model, self.rt.teacher_precision, channels_last=self.rt.channels_last, fold_bn=True,
+                                features=features)
+        if not features:
+            teacher.cache = build_teacher_cache(cfg, teacher, self.data)  # probes the teacher as it will run
         return teacher
 
     # ------------------------------------------------------------------ checkpoints
-    def _state(self, epoch: int, best: dict, elapsed: float, teacher_eval: dict | None) -> dict:
+    def _state(self, epoch: int, best: dict, elapsed: float, teacher_eval: dict | None,
+               init_epoch: int | None = None) -> dict:
         spec = self.data.spec
-        return {
+        extra = {"distiller": self.distiller.method_state(),
+                 "init_epoch": self.init_epochs if init_epoch is None else init_epoch}
+        if self.init_optimizer is not None:
+            extra["init_optimizer"] = self.init_optimizer.state_dict()
+        return {**extra,
             "arch": self.cfg.model.arch,
             "num_classes": spec.num_classes,
             "model": self.model.state_dict(),
@@ -309,30 +346,32 @@ class Trainer:
                           f"finite state with a lower learning rate: {hint}")
 
     # ------------------------------------------------------------------ loop
-    def _train_epoch(self, epoch: int) -> dict:
+    def _train_epoch(self, epoch: int, init: bool = False) -> dict:
+        """One epoch of the main stage, or (`init`) of the method's init stage, with its own data order."""
         cfg, rt = self.cfg, self.rt
         loader = self.data.train
-        loader.set_epoch(epoch)
-        self.mixer.reseed(derive_seed(cfg.seed, 1, epoch, rt.dist.rank))
-        self.distiller.train()
+        loader.set_epoch(-1 - epoch if init else epoch)
+        self.mixer.reseed(derive_seed(cfg.seed, 2 if init else 1, epoch, rt.dist.rank))
+        self.distiller.train_stage(init)
+        if not init:
+            self.distiller.set_epoch(epoch)
         num_classes = self.data.spec.num_classes
         sums: dict[str, torch.Tensor] = {}
         correct = torch.zeros((), device=rt.device)
         seen = 0
-        bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.optim.epochs}", leave=False,
+        label = f"init {epoch + 1}/{self.init_epochs}" if init else f"epoch {epoch + 1}/{cfg.optim.epochs}"
+        bar = tqdm(total=len(loader), desc=label, leave=False,
                    disable=self.quiet or not rt.dist.is_main or not sys.stderr.isatty(), dynamic_ncols=True)
         start = time.perf_counter()
         for step, batch in enumerate(loader):
             if self.max_batches is not None and step >= self.max_batches:
                 break
-            mix, logits, terms, loss = self.step(batch, num_classes)
+            mix, logits, terms, loss = self.init_step(batch, num_classes) if init else self.step(batch, num_classes)
             with torch.no_grad():
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v.detach().float()
-                pred = logits.detach().argmax(dim=1)
-                own = (pred == batch.y).float()
-                other = (pred == batch.y[mix.partner]).float()
-                correct += (mix.lam * own + (1.0 - mix.lam) * other).sum()
+                if logits is not None:
+                    correct += mix.correct(logits)
             seen += batch.y.numel()
             if step % 20 == 0 or step == len(loader) - 1:
                 value = float(loss.detach())
@@ -347,13 +386,13 @@ class Trainer:
                              + [sums[k] for k in sorted(sums)])
         D.all_reduce_sum(totals, rt.dist)
         w = rt.dist.world_size
-        out = {"train_loss": float(totals[2:].sum()) / (steps * w), "train_top1": 100.0 * float(totals[0] / totals[1])}
+        out = {"train_loss": float(totals[2:].sum()) / (steps * w)}
+        if not init:
+            out["train_top1"] = 100.0 * float(totals[0] / totals[1])
         out.update({f"train_{k}": float(v) / (steps * w) for k, v in zip(sorted(sums), totals[2:], strict=True)})
         out["train_seconds"] = seconds
         out["images_per_s"] = float(totals[1]) / seconds
-        if self.teacher is not None and self.teacher.cache is not None:
-            hits, queries = self.teacher.reset_counters()
-            out["teacher_cache_hit_rate"] = hits / queries if queries else 0.0
+        out.update(self.distiller.epoch_stats())
         return out
 
     def step(self, batch: Batch, num_classes: int) -> tuple[MixResult, Tensor, dict[str, Tensor], Tensor]:
@@ -361,13 +400,28 @@ class Trainer:
         rt = self.rt
         mix = self.mixer(rt.prepare(batch.x), batch.y, num_classes)
         with autocast(rt.device.type, rt.precision):
-            logits, terms = self.distiller(mix, batch.index, batch.view)
-        loss = sum(terms.values())
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+            logits, terms = self.distiller(batch, mix)
+        loss = self._update(self.optimizer, terms, self.method_params)
         return mix, logits, terms, loss
+
+    def init_step(self, batch: Batch, num_classes: int) -> tuple[MixResult, None, dict[str, Tensor], Tensor]:
+        """One step of the method's init stage (its own optimizer). Returns (mix, None, terms, loss)."""
+        rt = self.rt
+        mix = self.mixer(rt.prepare(batch.x), batch.y, num_classes)
+        with autocast(rt.device.type, rt.precision):
+            terms = self.distiller.init_terms(batch, mix)
+        loss = self._update(self.init_optimizer, terms, self.init_method_params)
+        return mix, None, terms, loss
+
+    def _update(self, optimizer: torch.optim.Optimizer, terms: dict[str, Tensor], method_params: list) -> Tensor:
+        loss = sum(terms.values())
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.rt.dist.enabled and method_params:  # DDP averages the student's gradients, not the method's
+            D.all_reduce_mean_grads(method_params, self.rt.dist)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        return loss
 
     def _evaluate(self, model: nn.Module) -> dict:
         return evaluate(model, self.data.test, self.rt.precision, self.rt.channels_last)
@@ -403,13 +457,19 @@ class Trainer:
         self._build()
         main = rt.dist.is_main
         start_epoch, best, elapsed, teacher_eval = 0, {"top1": -1.0, "top5": 0.0, "epoch": 0}, 0.0, None
+        start_init = 0
         state = self._resume_state() if self.resume else None
         if state is not None:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state["scaler"])
+            if "distiller" in state:
+                self.distiller.load_method_state(state["distiller"])
+            if self.init_optimizer is not None and "init_optimizer" in state:
+                self.init_optimizer.load_state_dict(state["init_optimizer"])
             _set_rng_state(state["rng"])
             start_epoch, best, elapsed = state["epoch"], state["best"], state["elapsed_s"]
+            start_init = state.get("init_epoch", self.init_epochs)
             teacher_eval = state.get("teacher_eval")
         if main:
             self._write_config()
@@ -423,6 +483,21 @@ class Trainer:
         if main and start_epoch == 0:
             self._say(f"training {cfg.model.arch} on {self.data.spec.name} ({self.data.train.num_samples} images, "
                       f"{rt.device}, {rt.precision}) -> {run.path}")
+        for k in range(start_init, self.init_epochs):  # the method's init stage (AB, FT, FSP)
+            t0 = time.perf_counter()
+            row = {"stage": "init", "epoch": k + 1, "lr": self.init_lr, **self._train_epoch(k, init=True)}
+            row["seconds"] = time.perf_counter() - t0
+            elapsed += row["seconds"]
+            self._check_finite(row, 0)
+            if main:
+                self._commit_epoch(row, self._state(0, best, elapsed, teacher_eval, init_epoch=k + 1), False)
+                if writer is not None:
+                    for key, v in row.items():
+                        if key not in ("epoch", "stage"):
+                            writer.add_scalar(f"init/{key}", v, k + 1)
+                self._say(f"init {k + 1}/{self.init_epochs}  lr {self.init_lr:.4g}  loss {row['train_loss']:.4f}  "
+                          f"{row['seconds']:.1f}s")
+            D.barrier(rt.dist)
         for epoch in range(start_epoch, cfg.optim.epochs):
             t0 = time.perf_counter()
             lr = lr_at(cfg.optim, epoch)
@@ -456,7 +531,7 @@ class Trainer:
 
     def _summary(self, best: dict, elapsed: float, teacher_eval: dict | None) -> dict:
         cfg = self.cfg
-        rows = self.run.read_metrics() if self.rt.dist.is_main else []
+        rows = [r for r in self.run.read_metrics() if r.get("stage") != "init"] if self.rt.dist.is_main else []
         last = rows[-1] if rows else {}
         summary = {
             "name": cfg.name,
@@ -464,9 +539,11 @@ class Trainer:
             "params": sum(p.numel() for p in self.model.parameters()),
             "dataset": cfg.data.name,
             "method": cfg.distill.method,
+            "distill": self.distiller.settings(),
             "mixing": {"name": cfg.mixing.name, "fraction": cfg.mixing.fraction, "alpha": cfg.mixing.alpha,
                        "sampling": cfg.mixing.sampling},
             "epochs": cfg.optim.epochs,
+            "init_epochs": self.init_epochs,
             "best_top1": best["top1"],
             "best_top5": best["top5"],
             "best_epoch": best["epoch"],
