@@ -103,6 +103,45 @@ class CRDConfig:
 
 
 @dataclass
+class ATConfig:
+    """Attention transfer (Zagoruyko & Komodakis, ICLR 2017)."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+    p: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
+
+
+@dataclass
+class SPConfig:
+    """Similarity-preserving KD (Tung & Mori, ICCV 2019)."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+
+
+@dataclass
+class NSTConfig:
+    """Neuron selectivity transfer (Huang & Wang, 2017)."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+
+
+@dataclass
+class PKTConfig:
+    """Probabilistic knowledge transfer (Passalis & Tefas, ECCV 2018)."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+    eps: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
+
+
+@dataclass
+class RKDConfig:
+    """Relational KD (Park et al., CVPR 2019): distance and angle terms."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+    distance_weight: float | None = field(default=None, metadata=_range(0.0))
+    angle_weight: float | None = field(default=None, metadata=_range(0.0))
+
+
+@dataclass
 class DistillConfig:
     """The loss: total = ce_weight · CE + kd_weight · KD + <method>.weight · the method's own term."""
 
@@ -117,6 +156,11 @@ class DistillConfig:
     init_lr: float | None = field(default=None, metadata=_range(0.0, open_lo=True))  # null = the method's
     dkd: DKDConfig = field(default_factory=DKDConfig)
     crd: CRDConfig = field(default_factory=CRDConfig)
+    at: ATConfig = field(default_factory=ATConfig)
+    sp: SPConfig = field(default_factory=SPConfig)
+    nst: NSTConfig = field(default_factory=NSTConfig)
+    pkt: PKTConfig = field(default_factory=PKTConfig)
+    rkd: RKDConfig = field(default_factory=RKDConfig)
 
 
 @dataclass

@@ -4,13 +4,12 @@ import torch
 from mixkd.config import DistillConfig, MixingConfig, load_config
 from mixkd.data import Batch
 from mixkd.distill import DISTILLERS, DistillContext, FrozenTeacher, build_distiller
-from mixkd.errors import ConfigError
 from mixkd.distill.losses import hinton_kd, kl_batchmean, soft_cross_entropy, std_rescale, zscore
 from mixkd.engine.trainer import Trainer
+from mixkd.errors import ConfigError
 from mixkd.mixing import build_mixer
 from mixkd.models import build_model
 from tests.conftest import TINY, requires_fmnist
-
 
 CTX = DistillContext(num_classes=10, input_shape=(3, 32, 32), num_samples=8, train_labels=None, device=torch.device("cpu"))
 

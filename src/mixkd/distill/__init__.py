@@ -1,7 +1,7 @@
 """Distillers (one registry of KD methods), the logit normalisations, the frozen teacher and its cache."""
 
-from mixkd.distill import crd, dkd  # noqa: F401  (register their methods)
-from mixkd.distill.base import DISTILLERS, Distiller, DistillContext, InitStage
+from mixkd.distill import crd, dkd, features  # noqa: F401  (register their methods)
+from mixkd.distill.base import DISTILLERS, DistillContext, Distiller, InitStage
 from mixkd.distill.distillers import build_distiller, method_class, needs_teacher
 from mixkd.distill.teacher import FrozenTeacher
 

@@ -101,6 +101,8 @@ class Distiller(nn.Module):
         if not cls.needs_teacher and kd > 0:
             raise ConfigError(f"distill.method={cfg.method} has no teacher, so distill.kd_weight must be 0 "
                               f"(got {kd}); use distill.method=kd to distil")
+        if not cls.has_init_stage and cfg.init_lr is not None:
+            raise ConfigError(f"distill.init_lr: distill.method={cfg.method} has no init stage; remove the key")
 
     @classmethod
     def needs(cls) -> list[str]:
@@ -196,7 +198,7 @@ class Distiller(nn.Module):
         for name, buf in list(self._buffers.items()):
             if buf is not None:
                 self._buffers[name] = buf.to(device)
-        for name, param in self._parameters.items():
+        for param in self._parameters.values():
             if param is not None:
                 param.data = param.data.to(device)
         return self

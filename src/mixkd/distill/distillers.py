@@ -8,7 +8,7 @@ from __future__ import annotations
 from torch import nn
 
 from mixkd.config import DistillConfig
-from mixkd.distill.base import DISTILLERS, Distiller, DistillContext
+from mixkd.distill.base import DISTILLERS, DistillContext, Distiller
 from mixkd.distill.teacher import FrozenTeacher
 
 HINTON = "Hinton, Vinyals, Dean: Distilling the Knowledge in a Neural Network (2015)"
