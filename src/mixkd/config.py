@@ -103,6 +103,13 @@ class CRDConfig:
 
 
 @dataclass
+class FitNetConfig:
+    """FitNet (Romero et al., ICLR 2015): the student's hint map regressed onto the teacher's."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+
+
+@dataclass
 class ATConfig:
     """Attention transfer (Zagoruyko & Komodakis, ICLR 2017)."""
 
@@ -142,6 +149,66 @@ class RKDConfig:
 
 
 @dataclass
+class CCConfig:
+    """Correlation congruence (Peng et al., ICCV 2019)."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+    feat_dim: int | None = field(default=None, metadata=_range(1))
+    form: Literal["repdistiller", "paper"] | None = None
+    gamma: float | None = field(default=None, metadata=_range(0.0))
+    order: int | None = field(default=None, metadata=_range(0))
+
+
+@dataclass
+class VIDConfig:
+    """Variational information distillation (Ahn et al., CVPR 2019)."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+    init_var: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
+    eps: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
+
+
+@dataclass
+class ABConfig:
+    """Activation boundaries (Heo et al., AAAI 2019); its term trains in the init stage only."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+    margin: float | None = field(default=None, metadata=_range(0.0))
+
+
+@dataclass
+class FTConfig:
+    """Factor transfer (Kim et al., NeurIPS 2018): a paraphraser trained in the init stage, a translator after."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+    rate: float | None = field(default=None, metadata=_range(0.0, 1.0, open_lo=True))
+    p1: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
+    p2: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
+
+
+@dataclass
+class FSPConfig:
+    """Flow of solution procedure (Yim et al., CVPR 2017); its term trains in the init stage only."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+
+
+@dataclass
+class ICKDConfig:
+    """Inter-channel correlation KD (Liu et al., ICCV 2021)."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+
+
+@dataclass
+class OFDConfig:
+    """Overhaul of feature distillation (Heo et al., ICCV 2019) on pre-ReLU maps."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+    kernel_size: int | None = field(default=None, metadata=_range(1))
+
+
+@dataclass
 class DistillConfig:
     """The loss: total = ce_weight · CE + kd_weight · KD + <method>.weight · the method's own term."""
 
@@ -156,11 +223,19 @@ class DistillConfig:
     init_lr: float | None = field(default=None, metadata=_range(0.0, open_lo=True))  # null = the method's
     dkd: DKDConfig = field(default_factory=DKDConfig)
     crd: CRDConfig = field(default_factory=CRDConfig)
+    fitnet: FitNetConfig = field(default_factory=FitNetConfig)
     at: ATConfig = field(default_factory=ATConfig)
     sp: SPConfig = field(default_factory=SPConfig)
     nst: NSTConfig = field(default_factory=NSTConfig)
     pkt: PKTConfig = field(default_factory=PKTConfig)
     rkd: RKDConfig = field(default_factory=RKDConfig)
+    cc: CCConfig = field(default_factory=CCConfig)
+    vid: VIDConfig = field(default_factory=VIDConfig)
+    ab: ABConfig = field(default_factory=ABConfig)
+    ft: FTConfig = field(default_factory=FTConfig)
+    fsp: FSPConfig = field(default_factory=FSPConfig)
+    ickd: ICKDConfig = field(default_factory=ICKDConfig)
+    ofd: OFDConfig = field(default_factory=OFDConfig)
 
 
 @dataclass

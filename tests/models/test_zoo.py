@@ -157,3 +157,18 @@ def test_preact_maps_are_the_stage_maps_before_their_last_relu(name, built) -> N
 
 def test_vgg_block0_is_a_stem_map(built) -> None:
     assert built("vgg8", 10).stem_maps == 1 and built("resnet8", 10).stem_maps == 0
+
+
+@pytest.mark.parametrize("name", FAMILIES + ["resnet18"])
+def test_preact_bns_are_the_batchnorms_behind_the_preact_maps(name, built) -> None:
+    model = built(name, 10)
+    if name == "ShuffleV2":  # its first stages end in a concatenation: no such BatchNorm (RepDistiller neither)
+        with pytest.raises(ConfigError, match="OFD"):
+            model.preact_bns()
+        return
+    bns = model.preact_bns()
+    with torch.no_grad():
+        out = model(cifar_batch(size=64 if name == "resnet18" else 32), return_features=True)
+    assert len(bns) == len(out.preact_maps)
+    for bn, pre in zip(bns, out.preact_maps, strict=True):
+        assert isinstance(bn, torch.nn.BatchNorm2d) and bn.num_features == pre.shape[1]

@@ -43,6 +43,11 @@ class ZooModel(nn.Module):
         """One feature map per stage, the last one ready for pooling."""
         return self.forward_stages(x)[0]
 
+    def preact_bns(self) -> list[nn.BatchNorm2d]:
+        """Per stage, the BatchNorm behind its pre-activation map (before a residual sum or concatenation
+        where the block has one), as RepDistiller's get_bn_before_relu; OFD derives its margins from them."""
+        raise NotImplementedError
+
     def get_classifier(self) -> nn.Linear:
         """The final linear layer."""
         head = self.get_submodule(self.head_name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torchvision import models as tv
 
 from mixkd.models.base import ZooModel
@@ -34,6 +34,10 @@ class TorchvisionResNet(ZooModel):
             maps.append(x)
             preacts.append(pre)
         return maps, preacts
+
+    def preact_bns(self) -> list[nn.BatchNorm2d]:
+        """bn2 of each stage's last block."""
+        return [stage[-1].bn2 for stage in (self.layer1, self.layer2, self.layer3, self.layer4)]
 
 
 def _basic_block_preact(block: tv.resnet.BasicBlock, x: Tensor) -> Tensor:

@@ -90,6 +90,10 @@ class CifarMobileNetV2(ZooModel):
         pre = bn(conv(x))
         return [*maps, F.relu(pre)], [*maps, pre]
 
+    def preact_bns(self) -> list[nn.BatchNorm2d]:
+        """The projection BatchNorm of each reported group's last block, then the head's."""
+        return [self.blocks[g][-1].conv[-1] for g in _MAP_GROUPS] + [self.conv2[1]]
+
 
 @MODELS.register("MobileNetV2")
 def mobilenetv2_half(num_classes: int) -> CifarMobileNetV2:

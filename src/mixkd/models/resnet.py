@@ -56,6 +56,10 @@ class CifarResNet(ZooModel):
         x = F.relu(self.bn1(self.conv1(x)))
         return run_stages(x, (self.layer1, self.layer2, self.layer3))
 
+    def preact_bns(self) -> list[nn.BatchNorm2d]:
+        """bn2 of each stage's last block."""
+        return [stage[-1].bn2 for stage in (self.layer1, self.layer2, self.layer3)]
+
 
 def _stage(in_ch: int, out_ch: int, blocks: int, stride: int) -> nn.Sequential:
     return nn.Sequential(

@@ -67,6 +67,10 @@ class CifarBottleneckResNet(ZooModel):
         x = F.relu(self.bn1(self.conv1(x)))
         return run_stages(x, (self.layer1, self.layer2, self.layer3, self.layer4))
 
+    def preact_bns(self) -> list[nn.BatchNorm2d]:
+        """bn3 of each stage's last block."""
+        return [stage[-1].bn3 for stage in (self.layer1, self.layer2, self.layer3, self.layer4)]
+
 
 @MODELS.register("ResNet50")
 def resnet50(num_classes: int) -> CifarBottleneckResNet:

@@ -76,6 +76,10 @@ class CifarShuffleNetV1(ZooModel):
         x = F.relu(self.bn1(self.conv1(x)))
         return run_stages(x, (self.layer1, self.layer2, self.layer3))
 
+    def preact_bns(self) -> list[nn.BatchNorm2d]:
+        """bn3 of each stage's last unit."""
+        return [stage[-1].bn3 for stage in (self.layer1, self.layer2, self.layer3)]
+
 
 @MODELS.register("ShuffleV1")
 def shufflev1(num_classes: int) -> CifarShuffleNetV1:

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mixkd.errors import ConfigError
 from mixkd.models.base import ZooModel, init_weights
 from mixkd.models.registry import MODELS
 from mixkd.models.shufflenetv1 import channel_shuffle
@@ -89,6 +90,11 @@ class CifarShuffleNetV2(ZooModel):
         p3 = self.bn2(self.conv2(self.layer3(f2)))
         f3 = F.relu(p3)
         return [f1, f2, f3], [f1, f2, p3]
+
+    def preact_bns(self) -> list[nn.BatchNorm2d]:
+        """Not defined: layer1 and layer2 end in a concatenation of an untouched half and a ReLU branch."""
+        raise ConfigError("ShuffleV2 has no BatchNorm behind its first two stage maps (they concatenate an "
+                          "untouched half), so it cannot be OFD's teacher; as RepDistiller, use it as a student")
 
 
 @MODELS.register("ShuffleV2")

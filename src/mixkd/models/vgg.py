@@ -57,6 +57,10 @@ class CifarVGG(ZooModel):
             preacts.append(pre)
         return maps, preacts
 
+    def preact_bns(self) -> list[nn.BatchNorm2d]:
+        """The last BatchNorm of each block."""
+        return [getattr(self, f"block{i}")[-1] for i in range(5)]
+
 
 def _register(name: str) -> None:
     @MODELS.register(name)

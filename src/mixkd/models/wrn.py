@@ -84,6 +84,10 @@ class WideResNet(ZooModel):
         p3 = self.bn1(self.block3(f2, p2))
         return [f1, f2, F.relu(p3)], [p1, p2, p3]
 
+    def preact_bns(self) -> list[nn.BatchNorm2d]:
+        """The BatchNorms that produce the pre-activation maps: block2's and block3's first bn1, then bn1."""
+        return [self.block2.entry_bn(), self.block3.entry_bn(), self.bn1]
+
 
 def _register(depth: int, widen: int) -> None:
     name = f"wrn_{depth}_{widen}"
