@@ -13,6 +13,18 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
+@pytest.fixture
+def one_thread():
+    """Run on one thread: small tensors on a shared 2-core machine lose more to the second thread's
+    synchronisation than they gain."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 requires_fmnist = pytest.mark.skipif(
     not (FMNIST_DIR / "train-images-idx3-ubyte.gz").exists(),
     reason="Debian package dataset-fashion-mnist is not installed (make data)",

@@ -42,6 +42,8 @@ def _error(capsys, monkeypatch, *args: str) -> str:
         (["distill", "configs/quickstart/student.yaml", "distill.gamma=0.1"], ["distill.gamma", "distill.ce_weight"]),
         (["train", "configs/quickstart/teacher.yaml", "distill.kd_weight=0.9"], ["distill.kd_weight must be 0"]),
         (["distill", "configs/quickstart/student.yaml", "distill.method=fitnett"], ["fitnett", "choose one of"]),
+        (["bench", "step", "--methods", "kd,ce"], ["--methods", "ce has no teacher"]),
+        (["bench", "epoch", "--methods", "kd,at"], ["--methods", "bench step --methods"]),
     ],
 )
 def test_bad_input_is_one_line_with_the_fix(args, words, capsys, monkeypatch):

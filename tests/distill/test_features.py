@@ -24,13 +24,7 @@ HETEROGENEOUS = [("vgg13", "MobileNetV2"), ("resnet32x4", "ShuffleV1"), ("ResNet
                  ("wrn_40_2", "ShuffleV1"), ("ResNet50", "MobileNetV2")]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small convolutions run faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_every_term_is_a_method_with_a_typed_section():

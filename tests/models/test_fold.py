@@ -16,15 +16,20 @@ def test_folded_reference_checkpoint_computes_the_same_logits(arch):
     _assert_folding_keeps_logits(model, x, arch)
 
 
-@pytest.mark.parametrize("arch", ["resnet8", "resnet20", "wrn_16_2", "ShuffleV1", "MobileNetV2"])
-def test_folded_model_computes_the_same_logits(arch):
+def _random_bn_model(arch: str, num_classes: int) -> nn.Module:
+    """A seeded eval-mode model whose BatchNorm statistics are not the identity (so folding matters)."""
     torch.manual_seed(0)
-    model = build_model(arch, 100).eval()
-    for m in model.modules():  # random statistics, so folding changes every convolution
+    model = build_model(arch, num_classes).eval()
+    for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    _assert_folding_keeps_logits(model, torch.randn(8, 3, 32, 32), arch)
+    return model
+
+
+@pytest.mark.parametrize("arch", ["resnet8", "resnet20", "wrn_16_2", "ShuffleV1", "MobileNetV2"])
+def test_folded_model_computes_the_same_logits(arch):
+    _assert_folding_keeps_logits(_random_bn_model(arch, 100), torch.randn(8, 3, 32, 32), arch)
 
 
 def _assert_folding_keeps_logits(model: nn.Module, x: torch.Tensor, arch: str) -> None:
@@ -46,12 +51,7 @@ def test_untraceable_models_are_returned_unchanged():
 
 @pytest.mark.parametrize("arch", ["resnet8", "wrn_16_2", "MobileNetV2", "ShuffleV2"])
 def test_folded_features_equal_the_models_features(arch):
-    torch.manual_seed(0)
-    model = build_model(arch, 10).eval()
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
+    model = _random_bn_model(arch, 10)
     folded = fold_batchnorm(model, return_features=True)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) < sum(
         isinstance(m, nn.BatchNorm2d) for m in model.modules())

@@ -216,46 +216,45 @@ def _run_spec(spec: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _interleaved(pairs: list[str], variants: list[str], rounds: int, spec: dict, log) -> dict:
+    """Run every (pair, variant) `rounds` times, rounds interleaved, each in a fresh process."""
+    results: dict[tuple[str, str], list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="mixkd-bench-") as tmp:
+        for r in range(rounds):
+            for pair in pairs:
+                for variant in variants:
+                    out = _run_spec({**spec, "pair": pair, "variant": variant, "workdir": tmp})
+                    results.setdefault((pair, variant), []).append(out)
+                    log(f"round {r + 1}/{rounds} {spec['what']} {pair} {variant}: {out['images_per_s']:.0f} img/s, "
+                        f"peak {out['peak_mb']:.0f} MB")
+    return results
+
+
+def _medians(runs: list[dict], base: list[dict]) -> dict:
+    # ratios within a round (seconds apart) survive load from other users better than raw numbers
+    ratios = [o["images_per_s"] / b["images_per_s"] for o, b in zip(runs, base, strict=True)]
+    return {"images_per_s": statistics.median(o["images_per_s"] for o in runs), "ratio": statistics.median(ratios),
+            "peak_mb": max(o["peak_mb"] for o in runs), "all_images_per_s": [round(o["images_per_s"], 1) for o in runs],
+            "all_ratios": [round(x, 2) for x in ratios]}
+
+
 def run_method_benchmark(*, pairs: list[str], methods: list[str], rounds: int, steps: int,
                          log=print) -> list[dict]:
     """Step images/s of each method through the real Trainer (PMU 10 %, teacher cache off), relative to `kd`
     measured in the same round; each (pair, method, round) in a fresh process, rounds interleaved."""
     methods = ["kd", *[m for m in methods if m != "kd"]]
-    results: dict[tuple[str, str], list[dict]] = {}
-    with tempfile.TemporaryDirectory(prefix="mixkd-bench-") as tmp:
-        for r in range(rounds):
-            for pair in pairs:
-                for method in methods:
-                    spec = {"pair": pair, "variant": METHOD_PREFIX + method, "what": "step", "steps": steps,
-                            "batches": 0, "data_root": None, "workdir": tmp}
-                    out = _run_spec(spec)
-                    results.setdefault((pair, method), []).append(out)
-                    log(f"round {r + 1}/{rounds} step {pair} {method}: {out['images_per_s']:.0f} img/s, "
-                        f"peak {out['peak_mb']:.0f} MB")
-    rows = []
-    for pair in pairs:
-        base = [o["images_per_s"] for o in results[(pair, "kd")]]
-        for method in methods:
-            runs = results[(pair, method)]
-            ratios = [o["images_per_s"] / b for o, b in zip(runs, base, strict=True)]
-            rows.append({"what": "step", "pair": pair, "method": method,
-                         "images_per_s": statistics.median(o["images_per_s"] for o in runs),
-                         "vs_kd": statistics.median(ratios), "peak_mb": max(o["peak_mb"] for o in runs),
-                         "all_vs_kd": [round(x, 2) for x in ratios]})
-    return rows
+    spec = {"what": "step", "steps": steps, "batches": 0, "data_root": None}
+    results = _interleaved(pairs, [METHOD_PREFIX + m for m in methods], rounds, spec, log)
+    return [{"what": "step", "pair": pair, "method": m,
+             **_medians(results[(pair, METHOD_PREFIX + m)], results[(pair, METHOD_PREFIX + "kd")])}
+            for pair in pairs for m in methods]
 
 
 def methods_markdown(rows: list[dict], *, steps: int) -> str:
     """The method benchmark as a Markdown table naming the machine."""
-    out = [f"Machine: {machine_name()}. Distillation step only, batch {BATCH}, {steps} timed steps, PMU {PMU:.0%}, "
-           "teacher cache off, mixkd's default precision; median of interleaved rounds.", "",
-           "| pair | method | images/s (median) | vs KD (median of per-round ratios) | per-round ratios | "
-           "peak memory (MB) |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        per_round = ", ".join(f"{v:.2f}" for v in r["all_vs_kd"])
-        out.append(f"| {r['pair']} | {r['method']} | {r['images_per_s']:.0f} | {r['vs_kd']:.2f}x | {per_round} | "
-                   f"{r['peak_mb']:.0f} |")
-    return "\n".join(out)
+    scope = (f"distillation step only, batch {BATCH}, {steps} timed steps, teacher cache off, mixkd's default "
+             "precision")
+    return _table(rows, scope, "method", "vs KD", lambda r: r["method"])
 
 
 def run_benchmark(*, pairs: list[str], what: str, rounds: int, steps: int, batches: int, data_root: str | None,
@@ -268,30 +267,10 @@ def run_benchmark(*, pairs: list[str], what: str, rounds: int, steps: int, batch
         from mixkd.data import DATASETS
 
         DATASETS.get("imagefolder")(load_config(None, ["data.name=imagefolder", f"data.root={data_root}"]).data)
-    results: dict[tuple[str, str], list[dict]] = {}
-    with tempfile.TemporaryDirectory(prefix="mixkd-bench-") as tmp:
-        for r in range(rounds):
-            for pair in pairs:
-                for variant in VARIANTS:
-                    spec = {"pair": pair, "variant": variant, "what": what, "steps": steps, "batches": batches,
-                            "data_root": data_root, "workdir": tmp}
-                    out = _run_spec(spec)
-                    results.setdefault((pair, variant), []).append(out)
-                    log(f"round {r + 1}/{rounds} {what} {pair} {variant}: {out['images_per_s']:.0f} img/s, "
-                        f"peak {out['peak_mb']:.0f} MB")
-    rows = []
-    for pair in pairs:
-        base = [o["images_per_s"] for o in results[(pair, "plain")]]
-        for variant in VARIANTS:
-            runs = results[(pair, variant)]
-            # ratios within a round (seconds apart) survive load from other users better than raw numbers
-            ratios = [o["images_per_s"] / b for o, b in zip(runs, base, strict=True)]
-            rows.append({"what": what, "pair": pair, "variant": variant,
-                         "images_per_s": statistics.median(o["images_per_s"] for o in runs),
-                         "speedup": statistics.median(ratios), "peak_mb": max(o["peak_mb"] for o in runs),
-                         "all_images_per_s": [round(o["images_per_s"], 1) for o in runs],
-                         "all_speedups": [round(r, 2) for r in ratios]})
-    return rows
+    spec = {"what": what, "steps": steps, "batches": batches, "data_root": data_root}
+    results = _interleaved(pairs, list(VARIANTS), rounds, spec, log)
+    return [{"what": what, "pair": pair, "variant": v, **_medians(results[(pair, v)], results[(pair, "plain")])}
+            for pair in pairs for v in VARIANTS]
 
 
 LABELS = {
@@ -305,13 +284,17 @@ def markdown(rows: list[dict], *, what: str, batches: int, steps: int) -> str:
     """The results as a Markdown table naming the machine."""
     scope = (f"distillation step only, synthetic batch of {BATCH}, {steps} timed steps" if what == "step" else
              f"first {batches} batches of a CIFAR-10 epoch (batch {BATCH}) including data loading")
+    return _table(rows, scope, "variant", "vs plain", lambda r: LABELS[r["variant"]])
+
+
+def _table(rows: list[dict], scope: str, what: str, vs: str, label) -> str:
     out = [f"Machine: {machine_name()}. {scope}; PMU {PMU:.0%}, median of interleaved rounds.", "",
-           "| pair | variant | images/s (median) | vs plain (median of per-round ratios) | per-round ratios | "
+           f"| pair | {what} | images/s (median) | {vs} (median of per-round ratios) | per-round ratios | "
            "peak memory (MB) |", "|---|---|---|---|---|---|"]
     for r in rows:
-        per_round = ", ".join(f"{v:.2f}" for v in r["all_speedups"])
-        out.append(f"| {r['pair']} | {LABELS[r['variant']]} | {r['images_per_s']:.0f} | {r['speedup']:.2f}x | "
-                   f"{per_round} | {r['peak_mb']:.0f} |")
+        per_round = ", ".join(f"{v:.2f}" for v in r["all_ratios"])
+        out.append(f"| {r['pair']} | {label(r)} | {r['images_per_s']:.0f} | {r['ratio']:.2f}x | {per_round} | "
+                   f"{r['peak_mb']:.0f} |")
     return "\n".join(out)
 
 

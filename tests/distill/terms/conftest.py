@@ -2,12 +2,8 @@
 second thread's synchronisation costs far more than it saves."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every term test runs on one thread (tests/conftest.py)."""
