@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from mixkd.analysis.report import find_runs, group_by_seed, report_rows
+from mixkd.analysis.report import find_runs, group_by_seed, pivot, report_rows
 from mixkd.errors import MixkdError
 from tests.conftest import requires_fmnist, run_mixkd
 
@@ -40,3 +40,23 @@ def test_report_command(small_sweep, trained_run, tmp_path):
 def test_report_of_nothing_is_one_line(tmp_path):
     with pytest.raises(MixkdError, match="no finished run"):
         find_runs([tmp_path])
+
+
+def test_pivot_table_of_methods_by_model_with_mean_std_over_seeds(small_sweep, trained_run, tmp_path):
+    out = small_sweep["out"]
+    runs = find_runs([out])
+    table = pivot(runs, "method", "pair")
+    assert table["rows"] == ["ce"] and table["cols"] == ["–→resnet8"]
+    tops = [json.loads((out / f"method-ce_seed-{s}" / "summary.json").read_text())["best_top1"] for s in (0, 1)]
+    cell = table["cells"][("ce", "–→resnet8")]
+    assert cell["n"] == 2 and not cell["mixed"]
+    assert cell["mean"] == pytest.approx(np.mean(tops)) and cell["std"] == pytest.approx(np.std(tops, ddof=1))
+    # another configuration in the same cell is averaged in, and flagged
+    mixed = pivot(find_runs([out, trained_run[0]]), "method", "model")["cells"][("ce", "resnet8")]
+    assert mixed["n"] == 3 and mixed["mixed"]
+    proc = run_mixkd("report", str(out), "--rows", "method", "--cols", "pair", "--out", str(tmp_path))
+    md = (tmp_path / "table.md").read_text()
+    assert f"| ce | {np.mean(tops):.2f} ± {np.std(tops, ddof=1):.2f} (2) |" in md and "method \\ pair" in md
+    assert "table.md" in proc.stdout
+    with pytest.raises(MixkdError, match="choose from"):
+        pivot(runs, "methodd", "pair")

@@ -209,3 +209,35 @@ def test_a_signal_stops_every_point_of_a_sweep_and_starts_no_other(tmp_path, how
     time.sleep(1.0)
     assert not (out / f"seed-{jobs}").exists() and not (out / "logs" / f"seed-{jobs}.log").exists()
     assert not (out / "results.csv").exists()
+
+
+PAPER_METHODS = {"kd", "fitnet", "at", "sp", "cc", "vid", "rkd", "pkt", "ab", "ft", "nst", "crd", "ickd"}
+
+
+def test_table1_methods_spec_is_methods_by_the_13_pairs_with_and_without_mixup():
+    spec = load_spec(FIGURES / "table1-methods.yaml")
+    axes = {a.name: a for a in spec.axes}
+    assert len(axes["pair"].labels) == 13 and set(axes["mixup"].labels) >= {"none", "FMU"}
+    assert PAPER_METHODS <= set(axes["method"].labels)
+    points = spec.points()
+    assert len(points) == 13 * len(axes["method"].labels) * len(axes["mixup"].labels)
+    for p in points:  # every point validates, with the paper's settings and the method's published weights
+        cfg = p.config()
+        assert cfg.distill.method == p.coords["method"] and cfg.optim.epochs == 240 and cfg.distill.ce_weight is None
+    by_name = {(p.coords["pair"], p.coords["method"], p.coords["mixup"]): p.config() for p in points}
+    assert by_name[("resnet56-resnet20", "dkd", "none")].distill.dkd.nckd_weight == 2.0  # mdistiller's β per pair
+    assert by_name[("vgg13-MobileNetV2", "ft", "FMU")].optim.lr == 0.01
+    table = next(f for f in spec.figures if f["file"] == "table1-methods.md")
+    assert (table["rows"], table["cols"], table["panels"]) == ("method", "pair", "mixup")
+
+
+def test_table3_methods_spec_and_its_scaled_down_override():
+    spec = load_spec(FIGURES / "table3-methods-robustness.yaml",
+                     settings=["grid.method=[kd,at,crd,mixkd]", "vars.attack=--per-class 50"])
+    small = ["teacher.arch=resnet20", "teacher.checkpoint=t.pt", "model.arch=resnet8", "distill.init_epochs=1",
+             "data.name=fashion-mnist", "data.train_subset=2000", "optim.epochs=3", "optim.milestones=[2]"]
+    points = spec.points(small)
+    assert len(points) == 8 and all(p.config().mixing.name == "mixup" for p in points)
+    assert PAPER_METHODS <= set(next(a for a in load_spec(FIGURES / "table3-methods-robustness.yaml").axes
+                                     if a.name == "method").labels)
+    assert spec.commands and "mixkd attack {points}" in spec.commands[0]

@@ -117,6 +117,62 @@ def markdown_report(rows: Sequence[dict]) -> str:
     return markdown_table(header, body) + note
 
 
+def _pair(s: dict) -> str:
+    return f"{(s.get('teacher') or {}).get('arch') or '–'}→{s.get('model')}"
+
+
+# what a pivot table's rows and columns can be: a field of each run's summary.json
+PIVOT_KEYS = {
+    "method": lambda s: s.get("method"),
+    "mixing": _mixing,
+    "model": lambda s: s.get("model"),
+    "teacher": lambda s: (s.get("teacher") or {}).get("arch"),
+    "pair": _pair,
+    "dataset": lambda s: s.get("dataset"),
+    "epochs": lambda s: s.get("epochs"),
+}
+
+
+def pivot(runs: Sequence[Run], rows: str, cols: str, value: str = "best_top1") -> dict:
+    """`value` of the runs as a rows × cols table (e.g. methods × teacher→student pairs), mean ± sample std
+    over the runs of each cell. A cell whose runs differ by more than their seed is marked `mixed`."""
+    for key in (rows, cols):
+        if key not in PIVOT_KEYS:
+            raise MixkdError(f"--rows/--cols: unknown {key!r}; choose from {', '.join(PIVOT_KEYS)}")
+    if value not in METRICS:
+        raise MixkdError(f"--value: unknown {value!r}; choose from {', '.join(METRICS)}")
+    cells: dict[tuple[str, str], list[Run]] = {}
+    for r in runs:
+        key = (str(PIVOT_KEYS[rows](r.summary)), str(PIVOT_KEYS[cols](r.summary)))
+        cells.setdefault(key, []).append(r)
+    out = {}
+    for key, members in cells.items():
+        vals = [v for v in (m.metric(value) for m in members) if v is not None]
+        out[key] = {"mean": float(np.mean(vals)) if vals else None,
+                    "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
+                    "n": len(vals), "mixed": len(group_by_seed(members)) > 1}
+    return {"rows": list(dict.fromkeys(k[0] for k in cells)), "cols": list(dict.fromkeys(k[1] for k in cells)),
+            "cells": out, "row_key": rows, "col_key": cols, "value": value}
+
+
+def markdown_pivot(table: dict) -> str:
+    """A pivot table as Markdown: mean ± std (n runs); † marks cells that average different configurations."""
+    body = []
+    for r in table["rows"]:
+        cells = []
+        for c in table["cols"]:
+            cell = table["cells"].get((r, c))
+            if cell is None or cell["mean"] is None:
+                cells.append("–")
+                continue
+            text = fmt(cell["mean"]) if cell["std"] is None else f"{cell['mean']:.2f} ± {cell['std']:.2f}"
+            cells.append(f"{text} ({cell['n']})" + (" †" if cell["mixed"] else ""))
+        body.append([r, *cells])
+    note = (f"\n{_HEADERS.get(table['value'], table['value'])} (%), mean ± sample std over the (n) runs of a cell "
+            "(seeds); † a cell whose runs differ by more than their seed.\n")
+    return markdown_table([f"{table['row_key']} \\ {table['col_key']}", *table["cols"]], body) + note
+
+
 def write_report(runs: Sequence[Run], out: Path, title: str = "Test accuracy") -> dict[str, Path]:
     """report.md, report.csv and curves.png (test top-1 per epoch of every run) in `out`."""
     from mixkd.analysis.curves import plot_test_accuracy

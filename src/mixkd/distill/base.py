@@ -101,8 +101,6 @@ class Distiller(nn.Module):
         if not cls.needs_teacher and kd > 0:
             raise ConfigError(f"distill.method={cfg.method} has no teacher, so distill.kd_weight must be 0 "
                               f"(got {kd}); use distill.method=kd to distil")
-        if not cls.has_init_stage and cfg.init_lr is not None:
-            raise ConfigError(f"distill.init_lr: distill.method={cfg.method} has no init stage; remove the key")
 
     @classmethod
     def needs(cls) -> list[str]:
