@@ -4,7 +4,6 @@ each logit term what docs/methods.md says."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,9 +14,9 @@ from mixkd.distill import DistillContext, build_distiller
 from mixkd.distill.norm import LOGIT_NORMS
 from mixkd.mixing import MixResult
 from mixkd.models import build_model
+from tests.golden import golden
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
-CASES = json.loads((FIXTURES / "losses.json").read_text())
+CASES = json.loads(golden("losses.json").read_text())
 CTX = DistillContext(num_classes=100, input_shape=(3, 32, 32), num_samples=8, train_labels=None,
                      device=torch.device("cpu"))
 
