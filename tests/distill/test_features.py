@@ -99,3 +99,15 @@ def test_the_paper_pairs_pair_stages_by_the_rule(pair):
     # paired maps shrink together: each pair is at most one pooling step apart
     for i, j in zip(s_idx, t_idx, strict=True):
         assert max(s.maps[i][1], t.maps[j][1]) <= 2 * min(s.maps[i][1], t.maps[j][1]), (pair, s.maps, t.maps)
+
+
+@pytest.mark.parametrize("method", ["ab", "fsp", "crd"])
+def test_methods_that_cannot_run_under_ddp_say_so_in_one_line(method):
+    from mixkd.errors import ConfigError
+
+    student, teacher = _models("resnet8", "resnet8")
+    ctx = DistillContext(num_classes=10, input_shape=(3, 32, 32), num_samples=4, train_labels=torch.arange(4) % 2,
+                         device=torch.device("cpu"), world_size=2)
+    with pytest.raises(ConfigError, match="without torchrun") as e:
+        build_distiller(DistillConfig(method=method), student, FrozenTeacher(teacher, features=True), ctx)
+    assert "\n" not in str(e.value)

@@ -39,6 +39,7 @@ class DistillContext:
     num_samples: int  # training rows; batch.index is in [0, num_samples)
     train_labels: Tensor | None  # the training rows' labels in index order (CRD draws negatives with them)
     device: torch.device
+    world_size: int = 1  # processes training together (torchrun)
 
 
 class InitStage(NamedTuple):

@@ -105,6 +105,8 @@ class CRD(Distiller):
         super().__init__(student, teacher, cfg, ctx)
         if ctx.train_labels is None:
             raise ConfigError("distill.method=crd needs the training labels in index order (a mixkd loader)")
+        if ctx.world_size > 1:  # each process would update its own copy of the banks
+            raise ConfigError("distill.method=crd keeps its memory banks in one process; run it without torchrun")
         s_dim, t_dim = probe_penultimate(student, ctx), probe_penultimate(teacher.model, ctx)
         p, n = self.params, ctx.num_samples
         self.embed_s = Embed(s_dim, p["feat_dim"])

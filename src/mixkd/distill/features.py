@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from mixkd.distill.base import DISTILLERS, Distiller, InitStage
 from mixkd.distill.shapes import paired_stages, probe, stem_maps, unwrap
 from mixkd.distill.terms import TERMS, FeatureTerm
+from mixkd.errors import ConfigError
 from mixkd.models import ModelOutput
 
 
@@ -57,6 +58,10 @@ class FeatureDistiller(Distiller):
     def __init__(self, student, teacher, cfg, ctx) -> None:
         super().__init__(student, teacher, cfg, ctx)
         term_cls = self.term_cls
+        if term_cls.init_stage == "student" and ctx.world_size > 1:
+            # DistributedDataParallel needs every student parameter in each loss; the init stage leaves out the head
+            raise ConfigError(f"distill.method={cfg.method} trains the student's body alone in its init stage, which "
+                              "DistributedDataParallel does not allow; run it without torchrun")
         s_shapes = probe(student, ctx.input_shape, ctx.device)
         t_shapes = probe(teacher.model, ctx.input_shape, ctx.device)
         if term_cls.reads == "penultimate":

@@ -175,7 +175,7 @@ class Trainer:
         spec, loader = self.data.spec, self.data.train
         ctx = DistillContext(num_classes=num_classes, input_shape=(len(spec.mean), spec.image_size, spec.image_size),
                              num_samples=loader.num_samples, train_labels=getattr(loader, "labels", None),
-                             device=rt.device)
+                             device=rt.device, world_size=rt.dist.world_size)
         self.distiller = build_distiller(cfg.distill, self.train_forward, self.teacher, ctx)
         self.mixer = build_mixer(cfg.mixing)
         o = cfg.optim
