@@ -22,9 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("methods", help="list the distillation methods (distill.method): paper, default weights, needs",
                        description="Every method with its paper, its published default settings (what a key left "
                                    "unset in distill.* means) and what it needs.", formatter_class=HelpFormatter,
-                       epilog="examples:\n  mixkd methods\n  mixkd methods --json\n"
-                              "  mixkd distill configs/quickstart/student.yaml distill.method=dkd distill.logit_norm=std "
-                              "--teacher runs/t/best.pt")
+                       epilog="examples:\n  mixkd methods\n  mixkd methods --json")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_methods)
 

@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog="RUN is a run directory or any folder above run directories (e.g. a sweep's out folder).\n"
                "examples (after `mixkd quickstart`):\n  mixkd report runs/quickstart\n"
                "  mixkd report runs/quickstart/student-kd runs/quickstart/student-mixkd --out runs/kd-vs-mixkd\n"
-               "  mixkd report runs/paper/figures/table1-methods --rows method --cols pair")
+               "  mixkd report runs/quickstart --rows method --cols mixing --out runs/quickstart/methods")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories or folders holding them")
     p.add_argument("--out", type=Path, default=Path("runs/report"), help="output folder (default runs/report)")
     p.add_argument("--title", default="Test accuracy",
