@@ -9,7 +9,8 @@ import pytest
 
 from tests.conftest import REPO, requires_fmnist
 
-pytestmark = requires_fmnist
+# about a minute of training: a benchmark script's end-to-end check, kept with the long tests
+pytestmark = [requires_fmnist, pytest.mark.slow]
 TINY_RUN = ["--train-subset", "256", "--test-subset", "128", "--epochs", "1", "--teacher-epochs", "1",
             "--init-epochs", "1", "runtime.threads=1", "runtime.precision=fp32", "runtime.device=cpu",
             "data.batch_size=32", "distill.crd.nce_k=256"]
