@@ -27,6 +27,7 @@ from mixkd.distill.cache import (
     build_teacher_cache,
     cache_identity,
     identity_key,
+    pad_small_batches,
     split_digest,
 )
 from mixkd.engine.rundir import load_checkpoint
@@ -197,6 +198,44 @@ def test_auto_keeps_a_cache_only_for_a_batch_independent_teacher_within_budget(m
     assert build_teacher_cache(auto, independent, data) is None
 
 
+class FewRowKernel(nn.Module):
+    """A teacher whose last layer sums in another order for batches of 1 or 2 rows, as MKL's sgemm does for few
+    rows on this CPU (docs/speed.md); larger batches give every row the same bits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = build_model("resnet8", 10)
+
+    def forward(self, x):
+        out = self.net(x)
+        if x.shape[0] < 3:  # float64 sums rounded once: another order, other last bits
+            return (out.double() + torch.linspace(0, 1, 10, dtype=torch.float64) / 3).float()
+        return out + torch.linspace(0, 1, 10) / 3
+
+
+@requires_fmnist
+def test_padding_few_row_forwards_makes_an_fp32_teacher_batch_independent(capfd):
+    small = TINY + ["data.batch_size=16"]
+    data = build_data(load_config(None, small).data, seed=0)
+    x = next(iter(data.train)).x
+    torch.manual_seed(0)
+    few = FrozenTeacher(FewRowKernel(), "fp32")
+    assert batch_dependence(few.compute, x) == 1
+    assert pad_small_batches(few, x) is None and few.min_rows == 3
+    assert batch_dependence(few.compute, x) is None
+    one = few.compute(x[:1])
+    assert one.shape == (1, 10) and torch.equal(one, few.compute(x)[:1])  # padded rows are dropped
+    # a teacher whose full batch depends on its other rows cannot be padded into independence
+    centred = FrozenTeacher(BatchCentred(), "fp32")
+    assert pad_small_batches(centred, x) is not None and centred.min_rows == 1
+    # the real fp32 teacher as the Trainer runs it: `auto` keeps a cache, and the check passes for it as padded
+    real = FrozenTeacher(build_model("resnet8", 10), "fp32", channels_last=True, fold_bn=True)
+    cache = build_teacher_cache(load_config(None, small + ["teacher.cache=auto"]), real, data)
+    assert isinstance(cache, MemoryLogitCache) and cache.table.dtype == torch.float32
+    assert batch_dependence(real.compute, x) is None
+    assert capfd.readouterr().err == ""
+
+
 @pytest.fixture(scope="module")
 def teacher_ckpt(tmp_path_factory):
     out = tmp_path_factory.mktemp("teacher") / "t"
@@ -243,6 +282,19 @@ def test_runs_with_a_cache_train_exactly_as_without_and_a_sweep_reuses_the_disk_
     assert [r["teacher_cache_hit_rate"] for r in _rows(tmp_path / "sweep2")] == [1.0, 1.0]
     for run in ("auto", "sweep1", "sweep2"):
         assert _same_weights(tmp_path / "live", tmp_path / run), run
+
+
+@requires_fmnist
+def test_an_fp32_teacher_gets_an_exact_cache_under_auto(tmp_path, teacher_ckpt):
+    # fp32 teacher and student (tests pin fp32): its few-row forwards run padded, so `auto` keeps a cache
+    args = [a for a in _common(teacher_ckpt, tmp_path / "unused") if not a.startswith("teacher.")]
+    args += [f"teacher.checkpoint={teacher_ckpt}", "teacher.precision=fp32", "mixing.name=mixup",
+             "mixing.fraction=0.25"]
+    train(load_config(None, args + ["teacher.cache=auto"]), tmp_path / "auto", quiet=True)
+    train(load_config(None, args + ["teacher.cache=off"]), tmp_path / "off", quiet=True)
+    rates = [r["teacher_cache_hit_rate"] for r in _rows(tmp_path / "auto")]
+    assert rates[0] == 0.0 and 0.6 < rates[1] < 0.9  # hits, and mixed rows and misses in padded sub-batches
+    assert _same_weights(tmp_path / "auto", tmp_path / "off")
 
 
 @requires_fmnist

@@ -12,7 +12,8 @@ of its batch: misses run in sub-batches of any size. Before it builds a cache, m
 bit on the run's first batch (`batch_dependence`). Measured on a Xeon with AMX (torch 2.14.1,
 benchmarks/batch_invariance.py): bf16 teachers are independent of the batch; fp32 teachers are not
 (sub-batches of up to 2-16 rows, depending on the architecture, take other matrix kernels and differ in
-the last bits). `auto` therefore keeps a cache only for a batch-independent teacher, so that a run with
+the last bits) until their few-row forwards run padded to a fixed minimum of rows (`pad_small_batches`),
+which makes them independent. `auto` keeps a cache only for a batch-independent teacher, so that a run with
 it trains exactly as without it (and `--resume`, which starts with an empty memory cache, stays
 bit-identical); an explicit `memory` or `disk` keeps one anyway, with a warning.
 
@@ -94,6 +95,37 @@ def batch_dependence(compute: Callable[[Tensor], Tensor], x: Tensor) -> int | No
     for k in range(1, b):
         if not torch.equal(_bits(compute(x[:k])), full[:k]):
             return k
+    return None
+
+
+def dependent_sizes(compute: Callable[[Tensor], Tensor], x: Tensor) -> list[int]:
+    """Every batch size k < len(x) at which some row of x[:k] differs in any bit from it computed in `x`,
+    and len(x) itself when `x` reversed differs. Costs about len(x) / 2 forwards of x."""
+    full = _bits(compute(x))
+    b = x.shape[0]
+    sizes = [k for k in range(1, b) if not torch.equal(_bits(compute(x[:k])), full[:k])]
+    return sizes + [b] if not torch.equal(_bits(compute(x.flip(0))).flip(0), full) else sizes
+
+
+def pad_small_batches(teacher: FrozenTeacher, x: Tensor) -> int | None:
+    """Make a teacher whose few-row forwards round differently batch-independent by padding them.
+
+    When only sub-batches of up to m - 1 rows differ (a matrix kernel's path for few rows), the teacher's
+    forwards of fewer than m rows run padded to m rows (`teacher.min_rows`) and the check is repeated for
+    them. Returns the first batch size that still differs (min_rows back at 1), or None when none does.
+    """
+    sizes = dependent_sizes(teacher.compute, x)
+    if not sizes:
+        return None
+    m = max(sizes) + 1
+    if m > x.shape[0]:  # the full batch itself depends on its other rows: padding cannot help
+        return min(sizes)
+    teacher.min_rows = m
+    # forwards of m rows or more are unchanged (and passed above); check every smaller one, now padded
+    left = dependent_sizes(teacher.compute, x[:m])
+    if left:
+        teacher.min_rows = 1
+        return min(left)
     return None
 
 
@@ -382,6 +414,8 @@ def build_teacher_cache(cfg: RunConfig, teacher: FrozenTeacher, data) -> MemoryL
     if mode == "auto" and table_bytes > AUTO_BUDGET_BYTES:
         return None
     k = batch_dependence(teacher.compute, x)
+    if k is not None:
+        k = pad_small_batches(teacher, x)
     if k is not None:
         if mode == "auto":
             return None
