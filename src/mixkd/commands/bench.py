@@ -11,6 +11,7 @@ from mixkd.cli import HelpFormatter
 _EXAMPLES = """examples:
   mixkd bench step --rounds 1 --steps 5                  # a quick look, about a minute
   mixkd bench step --rounds 3 --steps 10                 # what docs/speed.md reports
+  mixkd bench step --precision fp32                      # mixkd in fp32, as on a CPU without bf16
   mixkd bench epoch --pairs r110-r20 --rounds 1 --batches 40 --data-root ../shared/data/cifar10-jpg.zip
 """
 
@@ -23,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        epilog=_EXAMPLES, formatter_class=HelpFormatter)
     p.add_argument("what", choices=["step", "epoch"], help="the distillation step alone, or an epoch with data")
     p.add_argument("--pairs", default="r110-r20,w402-w162",
-                   help="comma-separated teacher-student pairs: r110-r20, w402-w162 (default both)")
+                   help="comma-separated teacher-student pairs: r110-r20, w402-w162 (default both), r20-r8 "
+                        "(a quick check of the benchmark)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported (default 3)")
     p.add_argument("--steps", type=int, default=20, help="timed steps per round, step benchmark (default 20)")
     p.add_argument("--batches", type=int, default=100,
@@ -31,13 +33,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="CIFAR-10 image tree or zip for the epoch benchmark (required there)")
     p.add_argument("--methods", metavar="M1,M2,...",
                    help="step benchmark of these distillation methods (distill.method), images/s relative to kd")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="runtime.precision of the mixkd variants (default auto: bf16 where the CPU has it)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of Markdown")
     p.set_defaults(func=run_bench)
 
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run the benchmark and print its table."""
-    from mixkd.engine.bench import PAIRS, markdown, run_benchmark
+    from mixkd.engine.bench import PAIRS, markdown, run_benchmark, whole_runs
     from mixkd.errors import ConfigError
 
     pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
@@ -55,13 +59,17 @@ def run_bench(args: argparse.Namespace) -> int:
         if args.what != "step":
             raise ConfigError("--methods times the distillation step: use `mixkd bench step --methods ...`")
         rows = run_method_benchmark(pairs=pairs, methods=methods, rounds=args.rounds, steps=args.steps,
-                                    log=lambda s: print(s, file=sys.stderr))
+                                    precision=args.precision, log=lambda s: print(s, file=sys.stderr))
         print(json.dumps(rows, indent=2) if args.json else methods_markdown(rows, steps=args.steps))
         return 0
     if args.what == "epoch" and not args.data_root:
         raise ConfigError("the epoch benchmark needs --data-root (e.g. ../shared/data/cifar10-jpg.zip)")
-    rows = run_benchmark(pairs=pairs, what=args.what, rounds=args.rounds, steps=args.steps, batches=args.batches,
-                         data_root=args.data_root, log=lambda s: print(s, file=sys.stderr))
-    print(json.dumps(rows, indent=2) if args.json else markdown(rows, what=args.what, batches=args.batches,
-                                                                 steps=args.steps))
+    rows, peaks = run_benchmark(pairs=pairs, what=args.what, rounds=args.rounds, steps=args.steps,
+                                batches=args.batches, data_root=args.data_root, precision=args.precision,
+                                log=lambda s: print(s, file=sys.stderr))
+    if args.json:
+        print(json.dumps({"peaks": peaks, "rows": rows, "whole_runs": whole_runs(rows)}, indent=2))
+    else:
+        print(markdown(rows, what=args.what, batches=args.batches, steps=args.steps, peaks=peaks,
+                       precision=args.precision))
     return 0

@@ -3,6 +3,8 @@ mixkd's defaults through the real Trainer, cold and with a warm teacher cache.
 
 Every (pair, variant, round) runs in its own subprocess, so peak memory is per variant and one
 variant's allocator state cannot help another; rounds are interleaved and the median is reported.
+Each figure comes with its share of the matmul peak (measured at the start, for the precision the
+variant ran in), and the measured cold and warm speeds give a modelled speed-up of whole runs.
 """
 
 from __future__ import annotations
@@ -22,10 +24,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-PAIRS = {"r110-r20": ("resnet110", "resnet20"), "w402-w162": ("wrn_40_2", "wrn_16_2")}
+from mixkd.mixing import exact_mixed_rows, official_unmixed_draws
+
+# r20-r8 is a quick check of the benchmark itself, not a pair of the paper
+PAIRS = {"r110-r20": ("resnet110", "resnet20"), "w402-w162": ("wrn_40_2", "wrn_16_2"), "r20-r8": ("resnet20", "resnet8")}
 VARIANTS = ("plain", "mixkd", "mixkd-warm")
 BATCH = 64
 PMU = 0.1
+PEAK_SIZE = 2048
+PEAK_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def machine_name() -> str:
@@ -49,15 +56,130 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+# --------------------------------------------------------------------------- the physical limit
+
+
+def matmul_peak(precision: str, size: int = PEAK_SIZE, seconds: float = 0.3) -> float:
+    """GFLOP/s of a size² matmul in `precision` on this process's threads: the best of repeats over ~`seconds`."""
+    a = torch.randn(size, size).to(PEAK_DTYPES[precision])
+    b = torch.randn(size, size).to(PEAK_DTYPES[precision])
+    torch.mm(a, b)  # first call: kernel selection and page faults
+    best, spent = float("inf"), 0.0
+    while spent < seconds or best == float("inf"):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        took = time.perf_counter() - start
+        best, spent = min(best, took), spent + took
+    return 2 * size**3 / best / 1e9
+
+
+def matmul_peaks() -> dict[str, float]:
+    """The fp32 and bf16 matmul peaks (GFLOP/s) on this process's thread count."""
+    return {p: matmul_peak(p) for p in PEAK_DTYPES}
+
+
+def gflop_per_image(teacher_arch: str, student_arch: str, num_classes: int = 10) -> dict[str, float]:
+    """Counted FLOPs (multiply-add = 2) per 32×32 image: the teacher's forward, the student's forward + backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mixkd.models import build_model
+
+    x = torch.randn(2, 3, 32, 32)
+    teacher, student = build_model(teacher_arch, num_classes).eval(), build_model(student_arch, num_classes)
+    with FlopCounterMode(display=False) as t, torch.no_grad():
+        teacher(x)
+    with FlopCounterMode(display=False) as s:
+        student(x).sum().backward()
+    return {"teacher": t.get_total_flops() / 2 / 1e9, "student": s.get_total_flops() / 2 / 1e9}
+
+
+def step_gflop(flops: dict[str, float], teacher_rows: float) -> float:
+    """GFLOP per image of a step whose teacher runs on `teacher_rows` of the rows (the rest are cache hits)."""
+    return flops["teacher"] * teacher_rows + flops["student"]
+
+
+def share_of_peak(images_per_s: float, gflop: float, peak: float) -> float:
+    """The work done per second as a fraction of the matmul peak."""
+    return images_per_s * gflop / peak
+
+
+# --------------------------------------------------------------------------- whole runs
+
+
+def epoch_hit_rates(epochs: int, views: int, mixed_share: float, prior_epochs: int = 0) -> list[float]:
+    """Expected teacher-cache hit rate of the unmixed rows in each epoch of a run.
+
+    Each epoch shows every image once through one of `views` equally likely views, and stores it when
+    it is unmixed; a row hits when an earlier epoch (of this run, or of the `prior_epochs` of earlier runs
+    sharing the disk cache with other data seeds) stored the same (image, view).
+    """
+    stored = (1.0 - mixed_share) / views  # chance that one epoch stores a given (image, view)
+    return [1.0 - (1.0 - stored) ** (prior_epochs + e) for e in range(epochs)]
+
+
+def whole_run_speedup(cold: float, warm: float, hit_rates: list[float], warm_hit_rate: float = 1.0) -> float:
+    """Speed-up of a whole run over the plain loop, from the cold and warm speed-ups measured in one run.
+
+    A step's time is taken as linear in the share of rows the teacher runs, between the cold step (no
+    hits) and the warm one (`warm_hit_rate` of the unmixed rows hit); evaluation is not counted.
+    """
+    slope = (1.0 / cold - 1.0 / warm) / warm_hit_rate
+    return len(hit_rates) / sum(1.0 / cold - slope * h for h in hit_rates)
+
+
+def whole_runs(rows: list[dict], *, epochs: int = 240, views: int | None = None) -> list[dict]:
+    """Modelled whole-run speed-ups per pair from the cold and warm rows: a first run, and the second run of a
+    sweep that shares the teacher through the disk cache (other data seed), at PMU 10 %."""
+    from mixkd.data.device_loader import NUM_VIEWS
+
+    views = views or NUM_VIEWS
+    mixed = exact_mixed_rows(PMU, BATCH) / BATCH
+    out = []
+    for pair in dict.fromkeys(r["pair"] for r in rows):
+        by = {r["variant"]: r for r in rows if r["pair"] == pair}
+        if "mixkd" not in by or "mixkd-warm" not in by:
+            continue
+        cold, warm = by["mixkd"]["ratio"], by["mixkd-warm"]["ratio"]
+        warm_hits = by["mixkd-warm"].get("unmixed_hit_rate") or 1.0
+        row = {"pair": pair, "epochs": epochs, "views": views, "mixed_share": mixed, "cold": cold, "warm": warm}
+        for name, prior in (("first_run", 0), ("second_run", epochs)):
+            rates = epoch_hit_rates(epochs, views, mixed, prior)
+            row[name] = whole_run_speedup(cold, warm, rates, warm_hits)
+            row[name + "_hit_rate"] = statistics.fmean(rates)
+        out.append(row)
+    return out
+
+
+def whole_runs_markdown(runs: list[dict]) -> str:
+    """The modelled whole runs as lines under the table."""
+    lines = []
+    for w in runs:
+        lines.append(
+            f"- {w['pair']}, modelled {w['epochs']}-epoch run ({w['views']} views per image, {w['mixed_share']:.1%} "
+            f"of rows mixed, step time linear in the teacher's rows between cold {w['cold']:.2f}x and warm "
+            f"{w['warm']:.2f}x, evaluation not counted): first run {w['first_run']:.2f}x (mean hit rate "
+            f"{w['first_run_hit_rate']:.0%}); second run of a sweep sharing the teacher through the disk cache "
+            f"(other data seed) {w['second_run']:.2f}x (mean hit rate {w['second_run_hit_rate']:.0%}); a run "
+            f"whose every view is cached (same data seed, or no augmentation) {w['warm']:.2f}x.")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- the plain baseline
+
+
+def official_lambdas(b: int, rng: np.random.Generator, fraction: float = PMU) -> np.ndarray:
+    """The official code's per-row λ for PMU `fraction`: Beta(1, 1), then 1 on int(B × partmixup) rows drawn
+    with replacement (`official_unmixed_draws`, from the typed fraction)."""
+    keep = rng.integers(0, b, size=official_unmixed_draws(fraction, b))
+    lam = rng.beta(1.0, 1.0, size=b).astype(np.float32)
+    lam[keep] = 1.0
+    return lam
 
 
 def _official_pmu(x: np.ndarray, y: np.ndarray, num_classes: int, rng: np.random.Generator):
     """Partial mixup as the official code does it: numpy on the CPU, unmixed rows drawn with replacement."""
     b = x.shape[0]
-    keep = rng.integers(0, b, size=int((1.0 - PMU) * b))
-    lam = rng.beta(1.0, 1.0, size=b).astype(np.float32)
-    lam[keep] = 1.0
+    lam = official_lambdas(b, rng)
     perm = rng.permutation(b)
     lam_img = lam.reshape(-1, 1, 1, 1)
     mixed = lam_img * x + (1.0 - lam_img) * x[perm]
@@ -123,7 +245,7 @@ def _plain_loader(images: torch.Tensor, labels: torch.Tensor, mean, std):
 # --------------------------------------------------------------------------- mixkd through the Trainer
 
 
-def _trainer(pair: str, variant: str, data_args: list[str], workdir: Path):
+def _trainer(pair: str, variant: str, data_args: list[str], workdir: Path, precision: str = "auto"):
     from mixkd.config import load_config
     from mixkd.engine.trainer import Trainer
     from mixkd.models import build_model
@@ -137,16 +259,18 @@ def _trainer(pair: str, variant: str, data_args: list[str], workdir: Path):
         *data_args, f"data.batch_size={BATCH}", f"model.arch={student_arch}", f"distill.method={method}",
         "mixing.name=mixup", f"mixing.fraction={PMU}", f"teacher.checkpoint={ckpt}",
         f"teacher.arch={teacher_arch}", "runtime.tensorboard=false", "optim.epochs=1", "optim.milestones=[]",
-        f"teacher.cache={'memory' if variant == 'mixkd-warm' else 'off'}",
+        f"teacher.cache={'memory' if variant == 'mixkd-warm' else 'off'}", f"runtime.precision={precision}",
     ])
     trainer = Trainer(cfg, workdir / f"run-{os.getpid()}", quiet=True)
     trainer._build()
     return trainer
 
 
-def _time_steps(step, steps: int, warmup: int) -> float:
+def _time_steps(step, steps: int, warmup: int, after_warmup=None) -> float:
     for _ in range(warmup):
         step()
+    if after_warmup is not None:
+        after_warmup()
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -168,12 +292,14 @@ def run_one(spec: dict) -> dict:
             x = np.random.default_rng(0).standard_normal((BATCH, 3, 32, 32), dtype=np.float32)
             y = np.random.default_rng(1).integers(0, 10, BATCH)
             seconds = _time_steps(lambda: plain(x, y), steps, warmup=3)
-        else:
-            trainer = _trainer(pair, variant, data_args, workdir)
-            batch = next(iter(trainer.data.train))
-            trainer.distiller.train_stage(init=False)
-            seconds = _time_steps(lambda: trainer.step(batch, 10), steps, warmup=3)
-        return {"images_per_s": steps * BATCH / seconds, "peak_mb": _peak_mb()}
+            return {"images_per_s": steps * BATCH / seconds, "peak_mb": _peak_mb(), **_plain_work()}
+        trainer = _trainer(pair, variant, data_args, workdir, spec.get("precision", "auto"))
+        batch = next(iter(trainer.data.train))
+        trainer.distiller.train_stage(init=False)
+        seconds = _time_steps(lambda: trainer.step(batch, 10), steps, warmup=3,
+                              after_warmup=trainer.teacher.reset_counters)
+        return {"images_per_s": steps * BATCH / seconds, "peak_mb": _peak_mb(),
+                **_teacher_work(trainer, steps * BATCH)}
 
     data_args = ["data.name=imagefolder", f"data.root={spec['data_root']}"]
     k = spec["batches"]
@@ -190,16 +316,27 @@ def run_one(spec: dict) -> dict:
                 break
             plain(x.numpy(), y.numpy())
         seconds = time.perf_counter() - start
-    else:
-        trainer = _trainer(pair, variant, data_args, workdir)
-        trainer.max_batches = k
-        if variant == "mixkd-warm":
-            trainer._train_epoch(0)  # fills the cache with this epoch's unmixed rows and views
-            trainer.teacher.reset_counters()
-        start = time.perf_counter()
-        trainer._train_epoch(0)
-        seconds = time.perf_counter() - start
-    return {"images_per_s": k * BATCH / seconds, "peak_mb": _peak_mb()}
+        return {"images_per_s": k * BATCH / seconds, "peak_mb": _peak_mb(), **_plain_work()}
+    trainer = _trainer(pair, variant, data_args, workdir, spec.get("precision", "auto"))
+    trainer.max_batches = k
+    if variant == "mixkd-warm":
+        trainer._train_epoch(0)  # fills the cache with this epoch's unmixed rows and views
+    trainer.teacher.reset_counters()
+    start = time.perf_counter()
+    trainer._train_epoch(0)
+    seconds = time.perf_counter() - start
+    return {"images_per_s": k * BATCH / seconds, "peak_mb": _peak_mb(), **_teacher_work(trainer, k * BATCH)}
+
+
+def _plain_work() -> dict:
+    return {"precision": "fp32", "teacher_rows": 1.0, "unmixed_hit_rate": 0.0, "teacher_min_rows": 1}
+
+
+def _teacher_work(trainer, images: int) -> dict:
+    """The precision a mixkd variant ran in, and the share of rows its teacher ran on (the rest hit the cache)."""
+    hits, queries = trainer.teacher.reset_counters()
+    return {"precision": trainer.rt.precision, "teacher_rows": 1.0 - hits / images,
+            "unmixed_hit_rate": hits / queries if queries else 0.0, "teacher_min_rows": trainer.teacher.min_rows}
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -233,17 +370,32 @@ def _interleaved(pairs: list[str], variants: list[str], rounds: int, spec: dict,
 def _medians(runs: list[dict], base: list[dict]) -> dict:
     # ratios within a round (seconds apart) survive load from other users better than raw numbers
     ratios = [o["images_per_s"] / b["images_per_s"] for o, b in zip(runs, base, strict=True)]
-    return {"images_per_s": statistics.median(o["images_per_s"] for o in runs), "ratio": statistics.median(ratios),
-            "peak_mb": max(o["peak_mb"] for o in runs), "all_images_per_s": [round(o["images_per_s"], 1) for o in runs],
-            "all_ratios": [round(x, 2) for x in ratios]}
+    row = {"images_per_s": statistics.median(o["images_per_s"] for o in runs), "ratio": statistics.median(ratios),
+           "peak_mb": max(o["peak_mb"] for o in runs), "all_images_per_s": [round(o["images_per_s"], 1) for o in runs],
+           "all_ratios": [round(x, 2) for x in ratios]}
+    if "precision" in runs[0]:
+        row.update(precision=runs[0]["precision"], teacher_min_rows=runs[0]["teacher_min_rows"],
+                   teacher_rows=statistics.fmean(o["teacher_rows"] for o in runs),
+                   unmixed_hit_rate=statistics.fmean(o["unmixed_hit_rate"] for o in runs))
+    return row
+
+
+def _with_shares(rows: list[dict], peaks: dict[str, float]) -> list[dict]:
+    """Add each row's GFLOP per image and its share of the matmul peak for the precision it ran in."""
+    flops = {pair: gflop_per_image(*PAIRS[pair]) for pair in dict.fromkeys(r["pair"] for r in rows)}
+    for r in rows:
+        r["gflop_per_image"] = step_gflop(flops[r["pair"]], r["teacher_rows"])
+        r["peak_gflops"] = peaks[r["precision"]]
+        r["share_of_peak"] = share_of_peak(r["images_per_s"], r["gflop_per_image"], r["peak_gflops"])
+    return rows
 
 
 def run_method_benchmark(*, pairs: list[str], methods: list[str], rounds: int, steps: int,
-                         log=print) -> list[dict]:
+                         precision: str = "auto", log=print) -> list[dict]:
     """Step images/s of each method through the real Trainer (PMU 10 %, teacher cache off), relative to `kd`
     measured in the same round; each (pair, method, round) in a fresh process, rounds interleaved."""
     methods = ["kd", *[m for m in methods if m != "kd"]]
-    spec = {"what": "step", "steps": steps, "batches": 0, "data_root": None}
+    spec = {"what": "step", "steps": steps, "batches": 0, "data_root": None, "precision": precision}
     results = _interleaved(pairs, [METHOD_PREFIX + m for m in methods], rounds, spec, log)
     return [{"what": "step", "pair": pair, "method": m,
              **_medians(results[(pair, METHOD_PREFIX + m)], results[(pair, METHOD_PREFIX + "kd")])}
@@ -258,8 +410,9 @@ def methods_markdown(rows: list[dict], *, steps: int) -> str:
 
 
 def run_benchmark(*, pairs: list[str], what: str, rounds: int, steps: int, batches: int, data_root: str | None,
-                  log=print) -> list[dict]:
-    """Run every (pair, variant) `rounds` times, interleaved, each in a fresh process; return median rows."""
+                  precision: str = "auto", log=print) -> tuple[list[dict], dict[str, float]]:
+    """Run every (pair, variant) `rounds` times, interleaved, each in a fresh process; return the median rows
+    (with their share of the matmul peak) and the peaks, measured first."""
     if what == "epoch":
         if not data_root:
             raise ValueError("the epoch benchmark needs --data-root (e.g. the CIFAR-10 JPEG zip)")
@@ -267,33 +420,50 @@ def run_benchmark(*, pairs: list[str], what: str, rounds: int, steps: int, batch
         from mixkd.data import DATASETS
 
         DATASETS.get("imagefolder")(load_config(None, ["data.name=imagefolder", f"data.root={data_root}"]).data)
-    spec = {"what": what, "steps": steps, "batches": batches, "data_root": data_root}
+    peaks = matmul_peaks()
+    log(f"matmul peak ({PEAK_SIZE}², {torch.get_num_threads()} threads): "
+        + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peaks.items()))
+    spec = {"what": what, "steps": steps, "batches": batches, "data_root": data_root, "precision": precision}
     results = _interleaved(pairs, list(VARIANTS), rounds, spec, log)
-    return [{"what": what, "pair": pair, "variant": v, **_medians(results[(pair, v)], results[(pair, "plain")])}
+    rows = [{"what": what, "pair": pair, "variant": v, **_medians(results[(pair, v)], results[(pair, "plain")])}
             for pair in pairs for v in VARIANTS]
+    return _with_shares(rows, peaks), peaks
 
 
 LABELS = {
     "plain": "plain fp32 (DataLoader/numpy PMU/no_grad teacher)",
-    "mixkd": "mixkd defaults, cold (no cache hits)",
-    "mixkd-warm": "mixkd defaults, warm cache",
+    "mixkd": "mixkd, cold (no cache hits)",
+    "mixkd-warm": "mixkd, warm cache",
 }
 
 
-def markdown(rows: list[dict], *, what: str, batches: int, steps: int) -> str:
-    """The results as a Markdown table naming the machine."""
+def markdown(rows: list[dict], *, what: str, batches: int, steps: int, peaks: dict[str, float],
+             precision: str = "auto") -> str:
+    """The results as a Markdown table naming the machine, each figure with its share of the matmul peak, and
+    the modelled whole runs."""
     scope = (f"distillation step only, synthetic batch of {BATCH}, {steps} timed steps" if what == "step" else
              f"first {batches} batches of a CIFAR-10 epoch (batch {BATCH}) including data loading")
-    return _table(rows, scope, "variant", "vs plain", lambda r: LABELS[r["variant"]])
+    scope += f"; runtime.precision={precision} for mixkd"
+    peak = (f"Matmul peak ({PEAK_SIZE}², {torch.get_num_threads()} threads, measured at the start): "
+            + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peaks.items())
+            + ". Share of peak = images/s × counted GFLOP per image (teacher forward on the rows it ran, student "
+              "forward + backward) / the peak of the precision the variant ran in.")
+    extra = {"precision": lambda r: r["precision"], "GFLOP/img": lambda r: f"{r['gflop_per_image']:.3f}",
+             "share of peak": lambda r: f"{r['share_of_peak']:.0%}"}
+    table = _table(rows, scope, "variant", "vs plain", lambda r: LABELS[r["variant"]], extra)
+    runs = whole_runs_markdown(whole_runs(rows))
+    return "\n".join([table, "", peak] + (["", runs] if runs else []))
 
 
-def _table(rows: list[dict], scope: str, what: str, vs: str, label) -> str:
+def _table(rows: list[dict], scope: str, what: str, vs: str, label, extra: dict | None = None) -> str:
+    extra = extra or {}
     out = [f"Machine: {machine_name()}. {scope}; PMU {PMU:.0%}, median of interleaved rounds.", "",
-           f"| pair | {what} | images/s (median) | {vs} (median of per-round ratios) | per-round ratios | "
-           "peak memory (MB) |", "|---|---|---|---|---|---|"]
+           f"| pair | {what} | " + "".join(f"{k} | " for k in extra) + f"images/s (median) | {vs} (median of "
+           "per-round ratios) | per-round ratios | peak memory (MB) |", "|---|---|" + "---|" * (len(extra) + 4)]
     for r in rows:
         per_round = ", ".join(f"{v:.2f}" for v in r["all_ratios"])
-        out.append(f"| {r['pair']} | {label(r)} | {r['images_per_s']:.0f} | {r['ratio']:.2f}x | {per_round} | "
+        cells = "".join(f"{f(r)} | " for f in extra.values())
+        out.append(f"| {r['pair']} | {label(r)} | {cells}{r['images_per_s']:.0f} | {r['ratio']:.2f}x | {per_round} | "
                    f"{r['peak_mb']:.0f} |")
     return "\n".join(out)
 
