@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "mixkd.commands.attack",
     "mixkd.commands.sweep",
     "mixkd.commands.report",
+    "mixkd.commands.findings",
 ]
 
 EPILOG = """examples:

@@ -11,13 +11,8 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from mixkd.analysis.loading import EvalData, LoadedModel
+from mixkd.analysis.presets import CLASS_PRESETS
 from mixkd.errors import ConfigError
-
-# The paper's two groups of CIFAR-100 classes (Sec. 3): semantically similar people and unrelated things.
-CLASS_PRESETS: dict[str, tuple[str, ...]] = {
-    "cifar100-similar": ("baby", "boy", "girl", "man", "woman"),
-    "cifar100-dissimilar": ("beaver", "apple", "aquarium_fish", "rocket", "turtle"),
-}
 
 
 def class_index(text: str, classes: Sequence[str], option: str = "--classes") -> int:

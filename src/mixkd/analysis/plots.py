@@ -148,3 +148,52 @@ def plot_lines(panels: Sequence[tuple[str, Sequence[str], Mapping[str, Sequence[
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return save_figure(fig, out_png)
+
+
+def plot_bars(categories: Sequence[str], series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+              out_png: Path, *, ylabel: str, title: str | None = None, ylim: tuple[float, float] | None = None
+              ) -> Path:
+    """Grouped bars with error bars: one group per category, one bar per series of (means, stds)."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * len(categories) * max(1, len(series)) + 1.5), 3.9))
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(categories))
+    for i, (name, (means, stds)) in enumerate(series.items()):
+        pos = x - 0.4 + width * (i + 0.5)
+        m, s = np.asarray(means, dtype=float), np.nan_to_num(np.asarray(stds, dtype=float))
+        ax.bar(pos, m, width, yerr=s, capsize=3, label=name, color=plt.get_cmap("tab10")(i % 10))
+        for px, v in zip(pos, m, strict=True):
+            if np.isfinite(v):
+                ax.text(px, v, f"{v:.1f}", ha="center", va="bottom", fontsize=6.5, rotation=90)
+    ax.set_xticks(x, categories, rotation=25, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(axis="y", alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out_png)
+
+
+def plot_mean_curves(panels: Sequence[tuple[str, Mapping[str, tuple[Sequence[float], Sequence[float],
+                                                                         Sequence[float]]]]],
+                     out_png: Path, *, xlabel: str, ylabel: str, title: str | None = None) -> Path:
+    """Mean curves with a ±1 std band: one panel per (title, {label: (xs, means, stds)})."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.9), squeeze=False, sharey=True)
+    for ax, (name, curves) in zip(axes[0], panels, strict=True):
+        for i, (label, (xs, means, stds)) in enumerate(curves.items()):
+            m, s = np.asarray(means, dtype=float), np.nan_to_num(np.asarray(stds, dtype=float))
+            color = plt.get_cmap("tab10")(i % 10)
+            ax.plot(xs, m, marker="o", ms=2.5, color=color, label=label)
+            ax.fill_between(xs, m - s, m + s, color=color, alpha=0.18, linewidth=0)
+        ax.set_xlabel(xlabel)
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7.5)
+    axes[0][0].set_ylabel(ylabel)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return save_figure(fig, out_png)

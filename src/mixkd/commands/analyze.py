@@ -45,6 +45,8 @@ _ANALYZE_EXAMPLES = """examples (after `mixkd quickstart`, whose runs are in run
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `analyze features` and `analyze logits`."""
+    from mixkd.analysis.presets import CLASS_PRESETS
+
     p = sub.add_parser("analyze", help="analyse trained models: feature clustering (t-SNE, V-score), softmax outputs",
                        description="Analyses of trained models; see `mixkd analyze features --help` and "
                                    "`mixkd analyze logits --help`.",
@@ -61,7 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                "           # a community checkpoint on CIFAR-100 (data.root=DIR says where CIFAR-100 is)")
     add_model_args(f, "runs/analysis/features")
     f.add_argument("--classes", nargs="+", required=True, metavar="CLASS",
-                   help="class names or indices, or one preset: cifar100-similar, cifar100-dissimilar")
+                   help="class names or indices, or one preset: " + ", ".join(CLASS_PRESETS))
     f.add_argument("--per-class", type=int, default=500, metavar="N",
                    help="at most N seeded examples of each class per split (default 500, 0 = all)")
     f.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"],
