@@ -63,10 +63,8 @@ def overall(verdicts: Sequence[str]) -> str:
     """One verdict for a claim made of several comparisons."""
     if not verdicts or NOT_MEASURED in verdicts:
         return NOT_MEASURED
-    if all(v == HOLDS for v in verdicts):
-        return HOLDS
-    if all(v == REVERSED for v in verdicts):
-        return REVERSED
+    if len(set(verdicts)) == 1:
+        return verdicts[0]
     if any(v == HOLDS for v in verdicts):
         return "partly"
     return "does not hold"
