@@ -2,6 +2,7 @@
 # Each sets itself up: a virtual environment in .venv, mixkd and its dependencies, and the
 # offline Fashion-MNIST data (Debian package dataset-fashion-mnist) where apt-get can install it.
 # `make test-slow` runs every test, the long ones included; `make bench` the step benchmark of docs/speed.md.
+# `make findings` runs (or resumes) the study behind docs/findings.md and rewrites the page (hours, not minutes).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mixkd-installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data quickstart test test-slow lint bench
+FINDINGS_DATA ?= ../shared/data/cifar10-jpg.zip
+FINDINGS_RUNS ?= runs/findings
+FINDINGS_JOBS ?= 2
+
+.PHONY: setup data quickstart test test-slow lint bench findings
 
 setup: $(STAMP)
 
@@ -45,3 +50,6 @@ lint: setup
 
 bench: setup data
 	$(VENV)/bin/mixkd bench step --rounds 3 --steps 10
+
+findings: setup
+	$(VENV)/bin/mixkd findings --data $(FINDINGS_DATA) --out $(FINDINGS_RUNS) --jobs $(FINDINGS_JOBS)

@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
+
 @pytest.fixture
 def one_thread():
     """Run on one thread: small tensors on a shared 2-core machine lose more to the second thread's
@@ -23,6 +24,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# The CUDA tests read Fashion-MNIST where it is installed, else the GPU kit's CIFAR-10 slice (benchmarks/gpu.sh
+# prepare writes it; it travels to a GPU machine with the working tree), else the project's CIFAR-10 zip.
+GPU_KIT_DATA = REPO / ".gpukit" / "cifar10-kit.zip"
+CUDA_SKIP = "needs a CUDA GPU: `benchmarks/gpu.sh` runs the tests marked cuda on a GPU machine"
 
 
 requires_fmnist = pytest.mark.skipif(
@@ -57,3 +64,25 @@ def run_mixkd(*args: str, check: bool = True, timeout: float = 300, env_extra: d
     if check and proc.returncode != 0:
         raise AssertionError(f"mixkd {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` skip, with the reason, where torch sees no CUDA GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(pytest.mark.skip(reason=CUDA_SKIP))
+
+
+@pytest.fixture(scope="session")
+def cuda_data() -> list[str]:
+    """data.* overrides of the CUDA tests: real images from the first of the data sets that is here."""
+    if (FMNIST_DIR / "train-images-idx3-ubyte.gz").exists():
+        return ["data.name=fashion-mnist", "data.root=null"]
+    for zip_path in (GPU_KIT_DATA, SHARED / "data" / "cifar10-jpg.zip"):
+        if zip_path.is_file():
+            return ["data.name=imagefolder", f"data.root={zip_path}"]
+    pytest.skip("no data for the CUDA tests: install dataset-fashion-mnist or run `benchmarks/gpu.sh prepare`")

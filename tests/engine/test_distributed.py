@@ -22,9 +22,9 @@ ARGS = [a for a in TINY if not a.startswith("optim.")] + [
 ]
 
 
-def _torchrun(*args: str) -> None:
+def _torchrun(*args: str, nproc: int = 2) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
            "-m", "mixkd", *args]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -65,3 +65,14 @@ def test_two_processes_equal_one_process_and_resume(tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2]  # only rank 0 writes
     assert json.loads((two / "summary.json").read_text())["world_size"] == 2
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+
+
+def test_one_torchrun_process_is_a_process_group_and_trains_the_plain_runs_weights(tmp_path):
+    """torchrun with one process runs DDP (gloo here, nccl on a GPU) and bit-for-bit the plain run's steps."""
+    plain, one = tmp_path / "plain", tmp_path / "one"
+    run_mixkd("train", *ARGS, "--out", str(plain), "--quiet")
+    _torchrun("train", *ARGS, "--out", str(one), "--quiet", nproc=1)
+    assert torch.equal(_weights(plain), _weights(one))
+    summary = json.loads((one / "summary.json").read_text())
+    assert (summary["world_size"], summary["process_group"]) == (1, "gloo")
+    assert json.loads((plain / "summary.json").read_text())["process_group"] is None

@@ -147,15 +147,18 @@ class Study:
 
     # ------------------------------------------------------------------ analyses
 
-    def analyse(self, say: Callable[[str], None] = print) -> dict[str, dict[int, dict]]:
+    def analyse(self, say: Callable[[str], None] = print,
+                kinds: Sequence[str] = ("logits", "features", "attack")) -> dict[str, dict[int, dict]]:
         """{kind: {seed: result}} of the logits, features and attack analyses (cached per seed)."""
         plan = asdict(self.plan)
-        kinds = {"logits": (self.plan.logits, self._logits, {}),
+        every = {"logits": (self.plan.logits, self._logits, {}),
                  "features": (self.plan.features, self._features, {"per_class": self.plan.feature_per_class}),
                  "attack": (self.plan.attack, self._attack, {k: v for k, v in plan.items() if k.startswith("attack_")})}
-        out: dict[str, dict[int, dict]] = {k: {} for k in kinds}
+        out: dict[str, dict[int, dict]] = {k: {} for k in every}
         for seed in self.seeds():
-            for kind, (groups, fn, params) in kinds.items():
+            for kind, (groups, fn, params) in every.items():
+                if kind not in kinds:
+                    continue
                 result = self._cached(kind, seed, groups, fn, params, say)
                 if result is not None:
                     out[kind][seed] = result

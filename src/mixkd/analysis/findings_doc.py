@@ -475,11 +475,14 @@ def write_findings(study: Study, analyses: dict[str, dict[int, dict]], doc: Path
     for c in claims:
         parts += [f"## {c.number}. {c.title}", "", f"Paper: {c.paper}. Verdict here: **{headline(c.verdict)}**.",
                   "", *c.body, ""]
-    parts += ["## Regenerate", "", "Runs (resuming what is missing), analyses and this page, from the repository root:",
-              "", "```bash", command, "```", "",
+    parts += ["## Regenerate", "",
+              "From the repository root, `make findings` runs the study (resuming what is missing: finished runs "
+              "are skipped, stopped ones resumed), its analyses (cached next to the runs) and rewrites this page; "
+              "`FINDINGS_DATA=ZIP` and `FINDINGS_RUNS=DIR` say where the CIFAR-10 JPEG zip and the run folders are. "
               "The specs are `configs/findings/teachers.yaml` and `configs/findings/students.yaml` (recipe "
               "`configs/findings/base.yaml`); `mixkd findings --dry-run` lists every run and its command, and "
-              "`--collect` rewrites the page from finished runs without training.", ""]
+              "`--collect` rewrites the page from the finished runs without training. This page was written by:",
+              "", "```bash", command, "```", ""]
     text = "\n".join(parts)
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")

@@ -19,6 +19,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun: a process group exists, also for a single process
 
     @property
     def is_main(self) -> bool:
@@ -26,7 +27,8 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """Whether this process is in a process group (DDP, synced BatchNorm, all-reduces)."""
+        return self.launched or self.world_size > 1
 
 
 def is_main_process() -> bool:
@@ -35,11 +37,15 @@ def is_main_process() -> bool:
 
 
 def init_distributed(device_setting: str) -> DistInfo:
-    """Join the process group that torchrun describes in the environment (gloo on CPU, nccl on CUDA)."""
+    """Join the process group that torchrun describes in the environment (gloo on CPU, nccl on CUDA).
+
+    `torchrun --nproc_per_node 1` makes a group of one process, so one GPU runs the same DDP / nccl /
+    SyncBatchNorm code as many; a plain `mixkd train` makes none.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if world <= 1 and not ("RANK" in os.environ and "MASTER_ADDR" in os.environ):
         return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")), launched=True)
     if not dist.is_initialized():
         use_cuda = device_setting != "cpu" and torch.cuda.is_available()
         if use_cuda:
@@ -59,6 +65,11 @@ def resolve_device(setting: str, info: DistInfo = DistInfo(), key: str = "runtim
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{key} {setting!r}: no CUDA GPU is visible here; use cpu")
     return device
+
+
+def backend(info: DistInfo) -> str | None:
+    """The process group's backend (nccl, gloo), or None without one."""
+    return dist.get_backend() if info.enabled and dist.is_initialized() else None
 
 
 def barrier(info: DistInfo) -> None:

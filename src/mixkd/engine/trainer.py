@@ -554,6 +554,7 @@ class Trainer:
             "device": str(self.rt.device),
             "precision": self.rt.precision,
             "world_size": self.rt.dist.world_size,
+            "process_group": D.backend(self.rt.dist),
         }
         if teacher_eval is not None:
             model = self.teacher.model if self.teacher is not None else None
