@@ -13,6 +13,8 @@ How an example runs (the rules the README's Development section summarises):
   (CIFAR-100 and ImageNet cannot exist here; the CIFAR-10 zip exists on the project's machine);
 - a sweep on data that cannot exist here (the paper's full-scale grids) is checked with --dry-run: every
   point's config, the spec's figures and commands are validated, nothing is trained;
+- `mixkd findings` (the findings study: hours of runs, and it rewrites docs/findings.md) always runs with
+  --dry-run: its specs, data and every run's command are checked, nothing is trained or written;
 - a benchmark runs with 1 round of 2 steps (or 2 batches);
 - the few examples that need what cannot exist here (a published teacher .pth, an ImageNet teacher) must fail
   with the one-line error named in EXPECTED_ERRORS, before touching anything on disk;
@@ -137,6 +139,8 @@ class Example:
     def run_argv(self, workdir: Path) -> list[str]:
         """What the test runs for this example in `workdir` (without the program name)."""
         a = list(self.argv[1:])
+        if self.verb == "findings" and "--help" not in a and "--dry-run" not in a:
+            return a + ["--dry-run"]
         if self.verb == "bench" and "--help" not in a:
             a = [BENCH_TINY.get(prev, tok) for prev, tok in zip(["", *a[:-1]], a, strict=True)]
         if not self.trains:

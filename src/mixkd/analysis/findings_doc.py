@@ -18,7 +18,7 @@ import yaml
 
 from mixkd.analysis.findings import MIXKD, SCENARIOS, TEACHERS, Study
 from mixkd.analysis.tables import markdown_table, write_csv, write_text
-from mixkd.analysis.verdict import HOLDS, MIN_SEEDS, Comparison, compare, headline, overall
+from mixkd.analysis.verdict import HOLDS, MIN_SEEDS, NOT_MEASURED, Comparison, compare, headline, overall
 from mixkd.engine.rundir import RunDir
 
 LABELS = {
@@ -249,9 +249,11 @@ def claim2(n: Numbers, img: ImagePaths) -> Claim:
         _accuracy_table(n, [*TEACHERS, *groups], teacher=True), "",
         img.md("scenarios", "Students of the four scenarios"),
     ]
-    more = {HOLDS: "more accurate in every seed", "reversed": "less accurate in every seed"}.get(
-        teacher.verdict, "not consistently more accurate")
-    evidence = f"T&S − Mix-T&S: best {best.text()}, last {last.text()}; the Mix-T teacher was {more}"
+    more = {HOLDS: "the Mix-T teacher was more accurate in every seed",
+            "reversed": "the Mix-T teacher was less accurate in every seed",
+            NOT_MEASURED: "the teachers are not measured yet"}.get(
+        teacher.verdict, "the Mix-T teacher was not consistently more accurate")
+    evidence = f"T&S − Mix-T&S: best {best.text()}, last {last.text()}; {more}"
     return Claim(2, "At T = 4 a student of a mixup-trained teacher is worse than a student of a standard teacher",
                  "Finding 3, Fig. 2", overall([best.verdict, last.verdict]), evidence, body)
 
