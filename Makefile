@@ -2,7 +2,7 @@
 # Each sets itself up: a virtual environment in .venv, mixkd and its dependencies, and the
 # offline Fashion-MNIST data (Debian package dataset-fashion-mnist) where apt-get can install it.
 # `make test-slow` runs every test, the long ones included; `make bench` the step benchmark of docs/speed.md.
-# `make findings` runs (or resumes) the study behind docs/findings.md and rewrites the page (hours, not minutes).
+# `make findings` runs (or resumes) the study behind docs/findings.md and rewrites the page (about an hour on 2 idle CPU cores).
 
 PYTHON ?= python3
 VENV ?= .venv

@@ -42,7 +42,7 @@ def test_the_committed_specs_pair_each_student_with_its_seeds_teachers(tmp_path)
     assert pmu.teacher.checkpoint.endswith("teachers/T/seed0/best.pt")
     mix_t = {p.name: p for p in study.specs["teachers"].points()}["Mix-T/seed1"].config()
     assert (mix_t.model.arch, mix_t.mixing.name, mix_t.mixing.fraction, mix_t.optim.epochs) == ("resnet20", "mixup",
-                                                                                               1.0, 24)
+                                                                                               1.0, 20)
     # a grid setting narrows the specs that have that axis; one that no spec has is an error
     small = Study(tmp_path / "runs", "cifar.zip", settings=("grid.seed=[0]", "grid.student=[T-S-T4]"))
     assert sorted(small.runs()) == [("students/T-S-T4", 0), ("teachers/Mix-T", 0), ("teachers/T", 0)]
@@ -119,8 +119,8 @@ def test_the_page_states_each_claims_verdict_from_the_numbers(tmp_path):
     assert "| Mix-T&S, T=4 | 3 | 68.00 ± 0.00 | 3.0 ± 0.0 | 67.50 ± 0.00 | 81.00 ± 1.00 |" in text
     assert "| Mix-T&Mix-S, T=4 | 0 | – | – | – | – |" in text  # not run: shown as missing, not as zero
     assert "Runs finished: 24 of 24" in text
-    assert "- **schedule**: 24 epochs, SGD lr 0.05" in text and "×0.1 at epochs 15, 18, 21" in text
-    assert "500 training images per class" in text and "the full test split" in text
+    assert "- **schedule**: 20 epochs, SGD lr 0.05" in text and "×0.1 at epochs 12, 15, 17" in text
+    assert "250 training images per class" in text and "100 test images per class" in text
     assert "```bash\nmixkd findings --collect\n```" in text
     for name in ("curves", "entropy", "features-similar", "features-dissimilar", "scenarios", "temperature",
                  "mixkd", "attack"):
@@ -153,7 +153,7 @@ def test_the_specs_ship_with_the_package():
     assert (FINDINGS_DIR / "teachers.yaml").is_file() and FINDINGS_DIR.resolve() == (REPO / "configs" /
                                                                                     "findings").resolve()
     base = yaml.safe_load((FINDINGS_DIR / "base.yaml").read_text())
-    assert base["optim"]["milestones"] == [15, 18, 21] and base["data"]["train_subset"] == 500
+    assert base["optim"]["milestones"] == [12, 15, 17] and base["data"]["train_subset"] == 250
     assert SHARED.name == "shared"  # the default --data is ../shared/data/cifar10-jpg.zip of a checkout
 
 

@@ -41,8 +41,8 @@ class AnalysisPlan:
     logits: tuple[str, ...] = (*TEACHERS, *STUDENTS)
     features: tuple[str, ...] = TEACHERS
     attack: tuple[str, ...] = ("students/T-S-T4", "students/T-MixS-T4", *MIXKD)
-    feature_per_class: int = 200  # per class and split: 4 classes -> 800 points, exact t-SNE
-    attack_per_class: int = 50  # test images per class attacked (the same images for every model)
+    feature_per_class: int = 100  # per class and split: 4 classes -> 400 points (the whole test slice), exact t-SNE
+    attack_per_class: int = 20  # test images per class attacked (the same images for every model of a seed)
     attack_eps: tuple[str, ...] = ("0", "1/255", "2/255", "4/255")
     attack_steps: int = 10
 

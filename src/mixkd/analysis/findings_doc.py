@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mixkd.analysis.findings import MIXKD, SCENARIOS, TEACHERS, Study
+from mixkd.analysis.findings import MIXKD, SCENARIOS, TEACHERS, AnalysisPlan, Study
 from mixkd.analysis.tables import markdown_table, write_csv, write_text
 from mixkd.analysis.verdict import HOLDS, MIN_SEEDS, NOT_MEASURED, Comparison, compare, headline, overall
 from mixkd.engine.rundir import RunDir
@@ -65,6 +65,7 @@ class Numbers:
 
     rows: list[dict]
     analyses: dict[str, dict[int, dict]]
+    plan: AnalysisPlan = field(default_factory=AnalysisPlan)
 
     def metric(self, group: str, key: str) -> dict[int, float]:
         """{seed: summary value} of the finished runs of a group (best_top1, last_top1, teacher_top1, ...)."""
@@ -167,9 +168,9 @@ def claim1(n: Numbers, img: ImagePaths) -> Claim:
     body = [
         "Teachers of the study (ResNet20 trained without and with full mixup), compared seed by seed. Softmax "
         "entropy is the mean over a split's images (nats, T = 1); the V-score (V-measure of k-means clusters, "
-        "k = number of classes, against the labels) is computed on the penultimate features of 200 images per "
-        "class and split, the primary measure on the features themselves and, as in the paper's plots, on their "
-        "2-D t-SNE embedding.",
+        "k = number of classes, against the labels) is computed on the penultimate features of up to "
+        f"{n.plan.feature_per_class} images per class and split (the run's own slices), the primary measure on "
+        "the features themselves and, as in the paper's plots, on their 2-D t-SNE embedding.",
         "",
         _comparisons_table([
             ("entropy, test: Mix-T > T", ent), ("entropy, train: Mix-T > T", ent_train),
@@ -375,10 +376,12 @@ def _setup(study: Study, rows: list[dict]) -> list[str]:
         d, o = cfg["data"], cfg["optim"]
         per = "per class" if d.get("subset_per_class") else "in all"
         root = d.get("root")
+        test = (f"{d['test_subset']} test images {per} (a seeded slice, the same for every run of a seed)"
+                if d.get("test_subset") else "the full test split")
         lines += [
             f"- **data**: `{d['name']}` from `{Path(root).name if root else 'default root'}`; "
             f"{d.get('train_subset') or 'all'} training images {per} (a seeded slice: each seed draws its own), "
-            f"{'the full test split' if not d.get('test_subset') else str(d['test_subset']) + ' test images'}; "
+            f"{test}; "
             f"augmentation {'pad-4 crop + flip' if d.get('augment', True) else 'off'}; batch {d['batch_size']}.",
             f"- **schedule**: {o['epochs']} epochs, SGD lr {o['lr']:g}, momentum {o['momentum']:g}, "
             f"weight decay {o['weight_decay']:g}, {o['schedule']} schedule"
@@ -438,7 +441,7 @@ def write_findings(study: Study, analyses: dict[str, dict[int, dict]], doc: Path
     from mixkd.analysis.plots import plot_mean_curves
 
     rows = study.results()
-    n = Numbers(rows, analyses)
+    n = Numbers(rows, analyses, study.plan)
     img = ImagePaths(images, doc)
     claims = [f(n, img) for f in (claim1, claim2, claim3, claim4, claim5)]
     curves = [(name, c) for name, groups in (("teachers", TEACHERS), ("students, claims 2-3", (
