@@ -87,4 +87,5 @@ def quickstart(out: Path, extra: list[str], quiet: bool = False) -> str:
     png = plot_test_accuracy({s.label: out / s.name for s, _, _ in plan}, out / "accuracy.png",
                              title=f"Quickstart on {results[0][1]['dataset']}: test top-1")
     write_text(out / "results.md", table)
-    return f"{table}\nplot: {png}\nruns: {out}"
+    return (f"{table}\nplot: {png}\nruns: {out}\n"
+            "these short runs show that everything works; the paper's claims measured over seeds: docs/findings.md")

@@ -20,8 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog="Runs teachers.yaml then students.yaml (finished runs are skipped, stopped ones resumed), measures\n"
                "entropy, V-scores and robustness per seed (cached next to the runs), then writes the page, its\n"
                "figures (docs/images/findings-*.png) and CSV files (docs/findings/). KEY=VALUE overrides apply to\n"
-               "every run, grid.seed=[0,1] and the like narrow the specs' axes. The whole study (39 runs, about\n"
-               "5 hours on 2 CPU cores) is `make findings`; --collect rewrites the page from finished runs.\n"
+               "every run, grid.seed=[0,1] and the like narrow the specs' axes. The whole study (39 runs, under\n"
+               "an hour on 2 idle CPU cores) is `make findings`; --collect rewrites the page from finished runs.\n"
                "examples:\n  mixkd findings --dry-run\n"
                "  mixkd findings --dry-run --out runs/findings grid.seed=[0] grid.student=[T-S-T4,MixT-S-T4]\n")
     add_overrides(p, "config overrides for every run; vars.NAME=VALUE and grid.AXIS=[...] change the specs")
