@@ -29,6 +29,9 @@ def test_a_claim_of_several_comparisons():
     assert overall([REVERSED, REVERSED]) == REVERSED
     assert overall([REVERSED, NOISE]) == "does not hold"
     assert overall([NOISE, NOISE]) == NOISE
-    assert overall([HOLDS, NOT_MEASURED]) == overall([]) == NOT_MEASURED
+    assert overall([NOT_MEASURED, NOT_MEASURED]) == overall([]) == NOT_MEASURED
+    # a claim with runs missing for part of it says so instead of hiding the measured part
+    assert overall([HOLDS, NOT_MEASURED]) == "holds (in part not measured)"
+    assert headline(overall([REVERSED, NOT_MEASURED])) == "does not hold (reversed) (in part not measured)"
     assert headline(NOISE) == "does not hold (within seed noise)"
     assert headline(REVERSED) == "does not hold (reversed)"

@@ -187,11 +187,7 @@ class Study:
         from mixkd.analysis.loading import load_models
 
         models, data = load_models([d for _, d in runs])
-        threads = models[0].config.runtime.threads if models[0].config is not None else None
-        if threads:  # the study's runs say how many threads a process may use (1: two processes on two cores)
-            import torch
-
-            torch.set_num_threads(threads)
+        # no runtime.threads here: the analyses run alone after the sweeps, so they take every core
         return [(g, m) for (g, _), m in zip(runs, models, strict=True)], data
 
     def _logits(self, runs: Sequence[tuple[str, Path]]) -> dict:

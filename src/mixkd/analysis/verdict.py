@@ -17,6 +17,7 @@ import numpy as np
 MIN_SEEDS = 3
 
 HOLDS, REVERSED, NOISE, NOT_MEASURED = "holds", "reversed", "within noise", "not measured"
+INCOMPLETE = " (in part not measured)"  # appended when some of a claim's comparisons have no runs
 
 
 @dataclass(frozen=True)
@@ -60,18 +61,21 @@ def compare(a: Mapping[int, float], b: Mapping[int, float], min_seeds: int = MIN
 
 
 def overall(verdicts: Sequence[str]) -> str:
-    """One verdict for a claim made of several comparisons."""
-    if not verdicts or NOT_MEASURED in verdicts:
+    """One verdict for a claim made of several comparisons; the unmeasured ones are named, not counted."""
+    measured = [v for v in verdicts if v != NOT_MEASURED]
+    if not measured:
         return NOT_MEASURED
-    if len(set(verdicts)) == 1:
-        return verdicts[0]
-    if any(v == HOLDS for v in verdicts):
-        return "partly"
-    return "does not hold"
+    if len(set(measured)) == 1:
+        verdict = measured[0]
+    else:
+        verdict = "partly" if HOLDS in measured else "does not hold"
+    return verdict if len(measured) == len(verdicts) else verdict + INCOMPLETE
 
 
 def headline(verdict: str) -> str:
     """The verdict as the findings page's summary states it."""
+    if verdict.endswith(INCOMPLETE):
+        return headline(verdict[: -len(INCOMPLETE)]) + INCOMPLETE
     return {HOLDS: "holds", REVERSED: "does not hold (reversed)", NOISE: "does not hold (within seed noise)",
             "does not hold": "does not hold", "partly": "partly holds",
             NOT_MEASURED: "not measured"}.get(verdict, verdict)
