@@ -10,10 +10,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mixkd-installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-FINDINGS_DATA ?= ../shared/data/cifar10-jpg.zip
-FINDINGS_RUNS ?= runs/findings
-FINDINGS_JOBS ?= 2
-
 .PHONY: setup data quickstart test test-slow lint bench findings
 
 setup: $(STAMP)
@@ -52,4 +48,4 @@ bench: setup data
 	$(VENV)/bin/mixkd bench step --rounds 3 --steps 10
 
 findings: setup
-	$(VENV)/bin/mixkd findings --data $(FINDINGS_DATA) --out $(FINDINGS_RUNS) --jobs $(FINDINGS_JOBS)
+	$(VENV)/bin/mixkd findings --jobs 2

@@ -490,7 +490,7 @@ def write_findings(study: Study, analyses: dict[str, dict[int, dict]], doc: Path
     parts += ["## Regenerate", "",
               "From the repository root, `make findings` runs the study (resuming what is missing: finished runs "
               "are skipped, stopped ones resumed), its analyses (cached next to the runs) and rewrites this page; "
-              "`FINDINGS_DATA=ZIP` and `FINDINGS_RUNS=DIR` say where the CIFAR-10 JPEG zip and the run folders are. "
+              "the command's --data and --out options say where the CIFAR-10 JPEG zip and the run folders are. "
               "The specs are `configs/findings/teachers.yaml` and `configs/findings/students.yaml` (recipe "
               "`configs/findings/base.yaml`); `mixkd findings --dry-run` lists every run and its command, and "
               "`--collect` rewrites the page from the finished runs without training. This page was written by:",
