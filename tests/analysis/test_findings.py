@@ -118,7 +118,7 @@ def test_the_page_states_each_claims_verdict_from_the_numbers(tmp_path):
     assert "the Mix-T teacher was more accurate in every seed" in text
     assert "| Mix-T&S, T=4 | 3 | 68.00 ± 0.00 | 3.0 ± 0.0 | 67.50 ± 0.00 | 81.00 ± 1.00 |" in text
     assert "| Mix-T&Mix-S, T=4 | 0 | – | – | – | – |" in text  # not run: shown as missing, not as zero
-    assert "Runs finished: 24 of 24" in text
+    assert "Runs finished: 24 of 24 (" in text and "Not finished" not in text
     assert "- **schedule**: 20 epochs, SGD lr 0.05" in text and "×0.1 at epochs 12, 15, 17" in text
     assert "250 training images per class" in text and "100 test images per class" in text
     assert "```bash\nmixkd findings --collect\n```" in text
@@ -135,6 +135,15 @@ def test_the_page_states_each_claims_verdict_from_the_numbers(tmp_path):
         attack = list(csv.DictReader(f))
     assert len(attack) == 3 * 6 * 2 and set(attack[0]) == {"group", "seed", "attack", "eps=0/255", "eps=1/255",
                                                            "eps=2/255"}
+
+    # a run that did not finish is named on the page, and its comparisons are not measured
+    (study.runs()[("students/MixKD-PMU50", 1)] / "summary.json").unlink()
+    write_findings(study, _fake_analyses(), doc, tmp_path / "docs" / "images", tmp_path / "docs" / "findings",
+                   "mixkd findings --collect")
+    text = doc.read_text()
+    assert "Runs finished: 23 of 24 (" in text and "Not finished (their comparisons say *not measured*): " \
+        "Mix-KD, PMU 50% (1 run)." in text
+    assert "| best epoch: PMU 50% > no mixup | not measured | -1.00 ± 0.00 pt (0/2 seeds > 0) |" in text
 
 
 def test_claim_2_only_partly_holds_when_the_mixup_teacher_is_the_weaker_one(tmp_path):

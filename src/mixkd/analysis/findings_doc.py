@@ -377,6 +377,13 @@ def _setup(study: Study, rows: list[dict]) -> list[str]:
     done = [r for r in rows if r["status"] == "done"]
     lines = [f"Runs finished: {len(done)} of {len(rows)} "
              f"(seeds {', '.join(map(str, study.seeds()))}; seed s of a student learns from the teachers of seed s)."]
+    missing: dict[str, int] = {}
+    for r in rows:
+        if r["status"] != "done":
+            missing[r["group"]] = missing.get(r["group"], 0) + 1
+    if missing:
+        lines[0] += " Not finished (their comparisons say *not measured*): " + ", ".join(
+            f"{label(g)} ({k} run{'s' if k > 1 else ''})" for g, k in missing.items()) + "."
     if done:
         cfg = yaml.safe_load((Path(done[0]["run"]) / "config.yaml").read_text())
         d, o = cfg["data"], cfg["optim"]
