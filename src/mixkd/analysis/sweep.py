@@ -277,6 +277,21 @@ def point_problems(points: Sequence[Point], out: Path) -> dict[str, str]:
     return problems
 
 
+def dry_run_lines(points: Sequence[Point], out: Path, prefix: str = "") -> list[str]:
+    """What `--dry-run` prints per point: its status (or why it is blocked) and the command that runs it."""
+    missing = check_points(points, out, require_teachers=False, require_reusable=False)
+    problems = point_problems(points, out)
+    lines = []
+    for p in points:
+        run, name = out / p.name, f"{prefix}{p.name}"
+        if p.name in problems:
+            lines.append(f"{'blocked':8s} {name}  ({problems[p.name]})")
+            continue
+        note = f"  (teacher {missing[p.name]} not there yet)" if p.name in missing else ""
+        lines.append(f"{status(run):8s} {name}{note}\n         {' '.join(command_for(p, run)[2:])}")
+    return lines
+
+
 def check_points(points: Sequence[Point], out: Path, require_teachers: bool = True,
                  require_reusable: bool = True) -> dict[str, str]:
     """Validate every point's config before the first run starts; {point: teacher path} of missing teachers.

@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from mixkd.analysis.findings import DEFAULT_DATA, Study
-    from mixkd.analysis.sweep import check_points, command_for, status
+    from mixkd.analysis.sweep import dry_run_lines
     from mixkd.config import parse_override
     from mixkd.errors import ConfigError
 
@@ -61,12 +61,8 @@ def _run(args: argparse.Namespace) -> int:
                           "(../shared/data/cifar10-jpg.zip in the project's checkout)")
     if args.dry_run:
         for name, spec in study.specs.items():
-            points = spec.points(study.overrides)
-            missing = check_points(points, spec.out, require_teachers=False)
-            for p in points:
-                run = spec.out / p.name
-                note = "  (teacher not there yet)" if p.name in missing else ""
-                print(f"{status(run):8s} {name}/{p.name}{note}\n         {' '.join(command_for(p, run)[2:])}")
+            for line in dry_run_lines(spec.points(study.overrides), spec.out, prefix=f"{name}/"):
+                print(line)
         print(f"{len(study.runs())} runs -> {study.root}; then the analyses and {args.doc}")
         return 0
     if not args.collect:

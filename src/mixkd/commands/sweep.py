@@ -35,10 +35,9 @@ def _run(args: argparse.Namespace) -> int:
     from mixkd.analysis.sweep import (
         check_points,
         collect,
-        command_for,
         command_line,
+        dry_run_lines,
         load_spec,
-        point_problems,
         run_sweep,
         status,
     )
@@ -55,15 +54,8 @@ def _run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.out, settings)
     points = spec.points(overrides)
     if args.dry_run:
-        missing = check_points(points, spec.out, require_teachers=False, require_reusable=False)
-        problems = point_problems(points, spec.out)
-        for p in points:
-            run = spec.out / p.name
-            note = f"  (teacher {missing[p.name]} not there yet)" if p.name in missing else ""
-            if p.name in problems:
-                print(f"{'blocked':8s} {p.name}  ({problems[p.name]})")
-                continue
-            print(f"{status(run):8s} {p.name}{note}\n         {' '.join(command_for(p, run)[2:])}")
+        for line in dry_run_lines(points, spec.out):
+            print(line)
         for text in spec.commands:
             print(f"then     {' '.join(command_line(text, spec, overrides)[2:])}")
         print(f"{len(points)} points -> {spec.out}")
