@@ -1,6 +1,8 @@
+from pathlib import Path
+
 import pytest
 
-from mixkd.config import RunConfig, load_config, parse_override, save_config
+from mixkd.config import RunConfig, is_sweep_spec, load_config, parse_override, read_yaml, save_config
 from mixkd.errors import ConfigError
 
 
@@ -59,13 +61,18 @@ def test_missing_file_and_bad_override_syntax(tmp_path):
 
 
 def test_every_recipe_in_configs_validates():
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1] / "configs"
-    recipes = [p for p in root.rglob("*.yaml") if not {"sweeps", "figures"} & set(p.parts)]  # those are sweep specs
-    assert recipes, "no recipes found"
+    recipes = [p for p in root.rglob("*.yaml") if not is_sweep_spec(read_yaml(p))]
+    assert len(recipes) > 50, "no recipes found"
     for p in recipes:
         assert isinstance(load_config(p), RunConfig), p
+
+
+def test_a_sweep_spec_given_as_a_recipe_is_one_line_naming_mixkd_sweep():
+    spec = Path(__file__).resolve().parents[1] / "configs/findings/teachers.yaml"
+    assert is_sweep_spec(read_yaml(spec))
+    with pytest.raises(ConfigError, match=r"is a sweep spec, not a run recipe: run it with `mixkd sweep "):
+        load_config(spec)
 
 
 # --------------------------------------------------------------------------- numbers

@@ -568,9 +568,16 @@ def parse_override(text: str) -> dict:
     return out
 
 
+def is_sweep_spec(raw: typing.Any) -> bool:
+    """A YAML mapping with a top-level `grid:` is a sweep spec (for `mixkd sweep`), not a run recipe."""
+    return isinstance(raw, dict) and "grid" in raw
+
+
 def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -> RunConfig:
     """Recipe file (optional) + overrides -> validated RunConfig."""
     raw = read_yaml(path) if path else {}
+    if is_sweep_spec(raw):
+        raise ConfigError(f"{path} is a sweep spec, not a run recipe: run it with `mixkd sweep {path}`")
     for text in overrides:
         raw = _merge(raw, parse_override(text))
     return from_dict(raw)
