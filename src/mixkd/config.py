@@ -65,6 +65,8 @@ class TeacherConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     cache: Literal["auto", "off", "memory", "disk"] = "auto"
     cache_dir: str | None = None
+    # torch.compile with inductor freezing for the logits forward; auto = on for long CPU runs (docs/speed.md)
+    compile: Literal["auto", "on", "off"] = "auto"
 
 
 @dataclass
@@ -260,7 +262,8 @@ class RuntimeConfig:
     device: str = "auto"
     precision: Precision = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
-    compile: bool = False
+    # torch.compile of the student's training forward; auto = on for long single-process CPU runs (docs/speed.md)
+    compile: Literal["auto", "on", "off"] = "auto"
     threads: int | None = field(default=None, metadata=_range(1))
     sync_bn: bool = False
     tensorboard: bool = True

@@ -461,3 +461,19 @@ def test_a_cache_dir_that_is_a_file_is_one_line_before_any_work(tmp_path, where)
     msg = str(e.value)
     assert msg.startswith(f"teacher.cache_dir: {cache_dir} ") and "point it at a folder" in msg and "\n" not in msg
     assert not (tmp_path / "run").exists() and blocker.read_text() == "a file, not a folder"
+
+
+@requires_fmnist
+def test_a_compiled_teacher_keeps_the_cache_exact(tmp_path, teacher_ckpt):
+    # teacher.compile=on: the start-up check runs on the compiled forward, and a run with its cache trains
+    # bit for bit as one that computes every row live through the same compiled teacher
+    args = [a for a in _common(teacher_ckpt, tmp_path / "unused") if not a.startswith("teacher.")]
+    args += [f"teacher.checkpoint={teacher_ckpt}", "teacher.precision=fp32", "teacher.compile=on",
+             "mixing.name=mixup", "mixing.fraction=0.25"]
+    cached = train(load_config(None, args + ["teacher.cache=auto"]), tmp_path / "auto", quiet=True)
+    live = train(load_config(None, args + ["teacher.cache=off"]), tmp_path / "off", quiet=True)
+    assert cached["teacher"]["compiled"] and live["teacher"]["compiled"]
+    rates = [r["teacher_cache_hit_rate"] for r in _rows(tmp_path / "auto")]
+    assert rates[0] == 0.0 and 0.6 < rates[1] < 0.9
+    assert _same_weights(tmp_path / "auto", tmp_path / "off")
+    assert cached["teacher"]["top1"] == live["teacher"]["top1"]

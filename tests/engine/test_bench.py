@@ -14,6 +14,7 @@ from mixkd.engine.bench import (
     share_of_peak,
     whole_run_speedup,
 )
+from mixkd.engine.precision import cxx_compiler
 from mixkd.mixing import official_unmixed_draws
 from tests.conftest import requires_fmnist, run_mixkd
 
@@ -69,7 +70,10 @@ def test_bench_step_prints_each_figure_with_its_share_of_the_peak():
                     timeout=600).stdout
     rows = _cells(out)
     assert [r["variant"].split(" (")[0].split(",")[0] for r in rows] == ["plain fp32", "mixkd", "mixkd"]
-    assert {r["precision"] for r in rows} == {"fp32"} and "runtime.precision=fp32 for mixkd" in out
+    assert [r["precision"].split(",")[0] for r in rows] == ["fp32"] * 3 and "runtime.precision=fp32 for mixkd" in out
+    # teacher and student are compiled as a 240-epoch run on this machine would compile them (auto)
+    compiled = cxx_compiler() is not None
+    assert [r["precision"].endswith("compiled teacher + student") for r in rows] == [False, compiled, compiled]
     peak = float(re.search(r"fp32 (\d+) GFLOP/s", out).group(1))
     flops = gflop_per_image("resnet20", "resnet8")
     full = flops["teacher"] + flops["student"]

@@ -12,6 +12,7 @@ _EXAMPLES = """examples:
   mixkd bench step --rounds 1 --steps 5                  # a quick look, about a minute
   mixkd bench step --rounds 3 --steps 10                 # what docs/speed.md reports
   mixkd bench step --precision fp32                      # mixkd in fp32, as on a CPU without bf16
+  mixkd bench step --compile off                         # teacher and student uncompiled
   mixkd bench epoch --pairs r110-r20 --rounds 1 --batches 40 --data-root ../shared/data/cifar10-jpg.zip
 """
 
@@ -35,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="step benchmark of these distillation methods (distill.method), images/s relative to kd")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="runtime.precision of the mixkd variants (default auto: bf16 where the CPU has it)")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="teacher.compile and runtime.compile of the mixkd variants (default auto: as a 240-epoch "
+                        "CIFAR run on this machine resolves them; compiling is not timed)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of Markdown")
     p.set_defaults(func=run_bench)
 
@@ -66,7 +70,7 @@ def run_bench(args: argparse.Namespace) -> int:
         raise ConfigError("the epoch benchmark needs --data-root (e.g. ../shared/data/cifar10-jpg.zip)")
     rows, peaks = run_benchmark(pairs=pairs, what=args.what, rounds=args.rounds, steps=args.steps,
                                 batches=args.batches, data_root=args.data_root, precision=args.precision,
-                                log=lambda s: print(s, file=sys.stderr))
+                                compile_=args.compile, log=lambda s: print(s, file=sys.stderr))
     if args.json:
         print(json.dumps({"peaks": peaks, "rows": rows, "whole_runs": whole_runs(rows)}, indent=2))
     else:

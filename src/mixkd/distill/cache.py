@@ -155,7 +155,7 @@ def split_digest(images: Tensor, labels: Tensor) -> str:
 
 def cache_identity(*, teacher: str, split: str, mean: tuple, std: tuple, num_views: int, num_samples: int,
                    num_classes: int, precision: str, channels_last: bool, device_type: str,
-                   dtype: str = "float32") -> dict:
+                   dtype: str = "float32", compiled: bool = False) -> dict:
     """Everything a cached logit depends on, as a JSON-able dict (its hash names the cache)."""
     return {
         "version": CACHE_VERSION,
@@ -168,6 +168,7 @@ def cache_identity(*, teacher: str, split: str, mean: tuple, std: tuple, num_vie
         "num_classes": num_classes,
         "precision": precision,
         "channels_last": channels_last,
+        "compiled": compiled,
         "dtype": dtype,
         "device_type": device_type,
         "torch": torch.__version__.split("+")[0],
@@ -430,7 +431,7 @@ def build_teacher_cache(cfg: RunConfig, teacher: FrozenTeacher, data) -> MemoryL
         teacher=weights_digest(teacher.model), split=split_digest(loader.images, loader.labels),
         mean=data.spec.mean, std=data.spec.std, num_views=loader.num_views, num_samples=loader.num_samples,
         num_classes=classes, precision=teacher.precision, channels_last=teacher.channels_last,
-        device_type=device.type, dtype=dtype_name(dtype),
+        device_type=device.type, dtype=dtype_name(dtype), compiled=teacher.compiled,
     )
     root = Path(cfg.teacher.cache_dir).expanduser() if cfg.teacher.cache_dir else default_cache_root()
     return DiskLogitCache(root / identity_key(identity), identity)

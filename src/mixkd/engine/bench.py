@@ -245,7 +245,8 @@ def _plain_loader(images: torch.Tensor, labels: torch.Tensor, mean, std):
 # --------------------------------------------------------------------------- mixkd through the Trainer
 
 
-def _trainer(pair: str, variant: str, data_args: list[str], workdir: Path, precision: str = "auto"):
+def _trainer(pair: str, variant: str, data_args: list[str], workdir: Path, precision: str = "auto",
+             compile_: str = "off"):
     from mixkd.config import load_config
     from mixkd.engine.trainer import Trainer
     from mixkd.models import build_model
@@ -260,6 +261,7 @@ def _trainer(pair: str, variant: str, data_args: list[str], workdir: Path, preci
         "mixing.name=mixup", f"mixing.fraction={PMU}", f"teacher.checkpoint={ckpt}",
         f"teacher.arch={teacher_arch}", "runtime.tensorboard=false", "optim.epochs=1", "optim.milestones=[]",
         f"teacher.cache={'memory' if variant == 'mixkd-warm' else 'off'}", f"runtime.precision={precision}",
+        f"teacher.compile={compile_}", f"runtime.compile={compile_}",
     ])
     trainer = Trainer(cfg, workdir / f"run-{os.getpid()}", quiet=True)
     trainer._build()
@@ -293,7 +295,8 @@ def run_one(spec: dict) -> dict:
             y = np.random.default_rng(1).integers(0, 10, BATCH)
             seconds = _time_steps(lambda: plain(x, y), steps, warmup=3)
             return {"images_per_s": steps * BATCH / seconds, "peak_mb": _peak_mb(), **_plain_work()}
-        trainer = _trainer(pair, variant, data_args, workdir, spec.get("precision", "auto"))
+        trainer = _trainer(pair, variant, data_args, workdir, spec.get("precision", "auto"),
+                           spec.get("compile", "off"))
         batch = next(iter(trainer.data.train))
         trainer.distiller.train_stage(init=False)
         seconds = _time_steps(lambda: trainer.step(batch, 10), steps, warmup=3,
@@ -321,7 +324,8 @@ def run_one(spec: dict) -> dict:
             plain(x.numpy(), y.numpy())
         seconds = time.perf_counter() - start
         return {"images_per_s": k * BATCH / seconds, "peak_mb": _peak_mb(), **_plain_work()}
-    trainer = _trainer(pair, variant, data_args, workdir, spec.get("precision", "auto"))
+    trainer = _trainer(pair, variant, data_args, workdir, spec.get("precision", "auto"),
+                       spec.get("compile", "off"))
     # untimed first: the warm variant fills the cache with this epoch's unmixed rows and views; the cold one
     # (no cache) runs a few batches, so that both time an epoch after the kernels' first-call set-up
     trainer.max_batches = k if variant == "mixkd-warm" else 2
@@ -338,13 +342,16 @@ def run_one(spec: dict) -> dict:
 
 
 def _plain_work() -> dict:
-    return {"precision": "fp32", "teacher_rows": 1.0, "unmixed_hit_rate": 0.0, "teacher_min_rows": 1}
+    return {"precision": "fp32", "teacher_rows": 1.0, "unmixed_hit_rate": 0.0, "teacher_min_rows": 1,
+            "compiled": ""}
 
 
 def _teacher_work(trainer, hits: int, queries: int, images: int) -> dict:
     """The precision a mixkd variant ran in, and the share of rows its teacher ran on (the rest hit the cache)."""
     return {"precision": trainer.rt.precision, "teacher_rows": 1.0 - hits / images,
-            "unmixed_hit_rate": hits / queries if queries else 0.0, "teacher_min_rows": trainer.teacher.min_rows}
+            "unmixed_hit_rate": hits / queries if queries else 0.0, "teacher_min_rows": trainer.teacher.min_rows,
+            "compiled": " + ".join(name for name, on in (("teacher", trainer.teacher.compiled),
+                                                         ("student", trainer.student_compiled)) if on)}
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -383,6 +390,7 @@ def _medians(runs: list[dict], base: list[dict]) -> dict:
            "all_ratios": [round(x, 2) for x in ratios]}
     if "precision" in runs[0]:
         row.update(precision=runs[0]["precision"], teacher_min_rows=runs[0]["teacher_min_rows"],
+                   compiled=runs[0].get("compiled", ""),
                    teacher_rows=statistics.fmean(o["teacher_rows"] for o in runs),
                    unmixed_hit_rate=statistics.fmean(o["unmixed_hit_rate"] for o in runs))
     return row
@@ -396,6 +404,19 @@ def _with_shares(rows: list[dict], peaks: dict[str, float]) -> list[dict]:
         r["peak_gflops"] = peaks[r["precision"]]
         r["share_of_peak"] = share_of_peak(r["images_per_s"], r["gflop_per_image"], r["peak_gflops"])
     return rows
+
+
+# the run the benchmarks stand for: the paper's 240 CIFAR epochs of 50,000 images
+PAPER_RUN_IMAGES = 240 * 50_000
+
+
+def compile_for_paper_run(setting: str) -> str:
+    """`on`/`off`: what teacher.compile and runtime.compile=`setting` resolve to in a 240-epoch CIFAR run on
+    this machine."""
+    from mixkd.engine.precision import resolve_compile
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return "on" if resolve_compile(setting, device, PAPER_RUN_IMAGES) else "off"
 
 
 def run_method_benchmark(*, pairs: list[str], methods: list[str], rounds: int, steps: int,
@@ -418,9 +439,11 @@ def methods_markdown(rows: list[dict], *, steps: int) -> str:
 
 
 def run_benchmark(*, pairs: list[str], what: str, rounds: int, steps: int, batches: int, data_root: str | None,
-                  precision: str = "auto", log=print) -> tuple[list[dict], dict[str, float]]:
+                  precision: str = "auto", compile_: str = "auto",
+                  log=print) -> tuple[list[dict], dict[str, float]]:
     """Run every (pair, variant) `rounds` times, interleaved, each in a fresh process; return the median rows
-    (with their share of the matmul peak) and the peaks, measured first."""
+    (with their share of the matmul peak) and the peaks, measured first. The mixkd variants' teacher and
+    student are compiled as `compile_` resolves for a 240-epoch CIFAR run (compiling is not timed)."""
     if what == "epoch":
         if not data_root:
             raise ValueError("the epoch benchmark needs --data-root (e.g. the CIFAR-10 JPEG zip)")
@@ -431,7 +454,8 @@ def run_benchmark(*, pairs: list[str], what: str, rounds: int, steps: int, batch
     start = matmul_peaks()
     log(f"matmul peak ({PEAK_SIZE}², {torch.get_num_threads()} threads): "
         + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in start.items()))
-    spec = {"what": what, "steps": steps, "batches": batches, "data_root": data_root, "precision": precision}
+    spec = {"what": what, "steps": steps, "batches": batches, "data_root": data_root, "precision": precision,
+            "compile": compile_for_paper_run(compile_)}
     results = _interleaved(pairs, list(VARIANTS), rounds, spec, log)
     # measured again at the end: a peak taken while another job ran would flatter every share
     end = matmul_peaks()
@@ -461,7 +485,8 @@ def markdown(rows: list[dict], *, what: str, batches: int, steps: int, peaks: di
             + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peaks.items())
             + ". Share of peak = images/s × counted GFLOP per image (teacher forward on the rows it ran, student "
               "forward + backward) / the peak of the precision the variant ran in.")
-    extra = {"precision": lambda r: r["precision"], "GFLOP/img": lambda r: f"{r['gflop_per_image']:.3f}",
+    extra = {"precision": lambda r: r["precision"] + (f", compiled {r['compiled']}" if r.get("compiled") else ""),
+             "GFLOP/img": lambda r: f"{r['gflop_per_image']:.3f}",
              "share of peak": lambda r: f"{r['share_of_peak']:.0%}"}
     table = _table(rows, scope, "variant", "vs plain", lambda r: LABELS[r["variant"]], extra)
     runs = whole_runs_markdown(whole_runs(rows))

@@ -7,6 +7,7 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -46,6 +47,28 @@ def resolve_channels_last(setting: str, device: torch.device) -> bool:
     if setting == "auto":
         return device.type in ("cpu", "cuda")
     return setting == "on"
+
+
+# auto compiles for runs that see at least this many training images (epochs × training set): compiling
+# costs 10-40 s per model once per run, and pays back within ~1e5 images on the CPUs measured
+AUTO_COMPILE_MIN_IMAGES = 1_000_000
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler torch.compile's CPU backend would call (CXX, else g++), or None when there is none."""
+    return shutil.which(os.environ.get("CXX") or "g++")
+
+
+def resolve_compile(setting: str, device: torch.device, train_images: int) -> bool:
+    """Whether `teacher.compile` or `runtime.compile` (auto | on | off) compiles its model in this run.
+
+    `auto` compiles on the CPU for runs of at least AUTO_COMPILE_MIN_IMAGES training images, when a C++
+    compiler is there (benchmarks/levers.py on the Xeon of docs/speed.md: teacher forward +4-9 % in fp32 and
+    +20-43 % in bf16, student step +15-22 %). Not on CUDA, where it has not been measured yet.
+    """
+    if setting != "auto":
+        return setting == "on"
+    return device.type == "cpu" and train_images >= AUTO_COMPILE_MIN_IMAGES and cxx_compiler() is not None
 
 
 def autocast(device_type: str, precision: str) -> contextlib.AbstractContextManager:

@@ -52,7 +52,8 @@ RESULT_NEUTRAL = frozenset({"runtime.tensorboard", "teacher.cache_dir", "data.wo
 # Keys that `--resume RUN KEY=VALUE` may change: the learning rate (the way out of a loss that became NaN) and
 # how the remaining epochs are computed. Everything else is fixed by what the checkpoint holds.
 RESUME_ADJUSTABLE = frozenset({"optim.lr", "runtime.device", "runtime.precision", "runtime.channels_last",
-                               "runtime.compile", "runtime.threads", "teacher.precision", "teacher.cache"})
+                               "runtime.compile", "runtime.threads", "teacher.precision", "teacher.cache",
+                               "teacher.compile"})
 
 
 # --------------------------------------------------------------------------- writing files

@@ -26,7 +26,9 @@ from mixkd.engine import distributed as D
 from mixkd.engine.metrics import evaluate
 from mixkd.engine.precision import (
     autocast,
+    cxx_compiler,
     resolve_channels_last,
+    resolve_compile,
     resolve_precision,
     resolve_teacher_precision,
     tune_malloc,
@@ -118,6 +120,7 @@ class Trainer:
         self.resume = resume
         self.quiet = quiet
         self.max_batches: int | None = None  # benchmarks time the first K batches of an epoch
+        self.student_compiled = False
         dist = D.init_distributed(cfg.runtime.device)
         device = D.resolve_device(cfg.runtime.device, dist)
         precision = resolve_precision(cfg.runtime.precision, device)
@@ -152,6 +155,10 @@ class Trainer:
             if not Path(cfg.teacher.checkpoint).is_file():
                 raise ConfigError(f"teacher.checkpoint: no file at {cfg.teacher.checkpoint}")
             check_cache_dir(cfg.teacher)
+        for key, setting in (("runtime.compile", cfg.runtime.compile), ("teacher.compile", cfg.teacher.compile)):
+            if setting == "on" and self.rt.device.type == "cpu" and cxx_compiler() is None:
+                raise ConfigError(f"{key}=on needs a C++ compiler for torch.compile on the CPU (none found as $CXX "
+                                  f"or g++); install g++, or use {key}=off")
         self._check_run_dir()
 
     def _build(self) -> None:
@@ -171,7 +178,7 @@ class Trainer:
         if rt.dist.enabled:
             ids = [rt.device.index] if rt.device.type == "cuda" else None
             student = nn.parallel.DistributedDataParallel(student, device_ids=ids)
-        self.train_forward = torch.compile(student) if cfg.runtime.compile else student
+        self.train_forward = self._compile_student(student)
         spec, loader = self.data.spec, self.data.train
         ctx = DistillContext(num_classes=num_classes, input_shape=(len(spec.mean), spec.image_size, spec.image_size),
                              num_samples=loader.num_samples, train_labels=getattr(loader, "labels", None),
@@ -224,8 +231,45 @@ class Trainer:
         teacher = FrozenTeacher(model, self.rt.teacher_precision, channels_last=self.rt.channels_last, fold_bn=True,
                                 features=features)
         if not features:
+            self._compile_teacher(teacher)
             teacher.cache = build_teacher_cache(cfg, teacher, self.data)  # probes the teacher as it will run
         return teacher
+
+    def _compile_student(self, student: nn.Module) -> nn.Module:
+        """The student's training forward, compiled when runtime.compile asks for it (auto: long single-process
+        CPU runs of methods that read only the teacher's logits; compiling happens in the first steps)."""
+        cfg, rt = self.cfg, self.rt
+        setting = cfg.runtime.compile
+        if setting == "auto" and (rt.dist.enabled or method_class(cfg.distill.method).teacher_features):
+            return student
+        if not resolve_compile(setting, rt.device, cfg.optim.epochs * self.data.train.num_samples):
+            return student
+        if setting == "auto":  # a compiler failure then runs the forward eagerly instead of stopping the run
+            torch._dynamo.config.suppress_errors = True
+        self.student_compiled = True
+        self._say("the student's training forward is compiled (runtime.compile): the first steps take longer")
+        return torch.compile(student)
+
+    def _compile_teacher(self, teacher: FrozenTeacher) -> None:
+        """Compile the teacher's logits forward when teacher.compile asks for it (auto: long CPU runs)."""
+        cfg, rt = self.cfg, self.rt
+        if not resolve_compile(cfg.teacher.compile, rt.device, cfg.optim.epochs * self.data.train.num_samples):
+            return
+        spec = self.data.spec
+        rows = max(2, cfg.data.batch_size // rt.dist.world_size)
+        example = torch.zeros(rows, len(spec.mean), spec.image_size, spec.image_size, device=rt.device)
+        self._say("compiling the teacher (torch.compile with inductor freezing, teacher.compile; once per run)")
+        try:
+            seconds = teacher.compile_logits(example)
+        except Exception as e:  # the compiler's errors are many kinds; auto must not stop a run for them
+            why = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+            if cfg.teacher.compile == "on":
+                raise MixkdError(f"teacher.compile=on: torch.compile failed ({why}); use teacher.compile=off") from None
+            if rt.dist.is_main:
+                print(f"mixkd: warning: compiling the teacher failed ({why}); it runs uncompiled "
+                      "(teacher.compile=off silences this)", file=sys.stderr)
+            return
+        self._say(f"teacher compiled in {seconds:.0f} s")
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int, best: dict, elapsed: float, teacher_eval: dict | None,
@@ -474,7 +518,7 @@ class Trainer:
         if main:
             self._write_config()
         if self.teacher is not None and teacher_eval is None:
-            teacher_eval = self._evaluate(self.teacher.fast)
+            teacher_eval = self._evaluate(self.teacher)  # as it runs in training: inference mode, compiled or not
             self._say(f"teacher {cfg.teacher.arch or getattr(self.teacher.model, 'arch', '?')}: "
                       f"top-1 {teacher_eval['top1']:.2f}%  top-5 {teacher_eval['top5']:.2f}% on {cfg.data.name} test")
             if main:
@@ -553,6 +597,7 @@ class Trainer:
             "seed": cfg.seed,
             "device": str(self.rt.device),
             "precision": self.rt.precision,
+            "compiled": self.student_compiled,
             "world_size": self.rt.dist.world_size,
             "process_group": D.backend(self.rt.dist),
         }
@@ -564,6 +609,7 @@ class Trainer:
                 "top1": teacher_eval["top1"],
                 "top5": teacher_eval["top5"],
                 "precision": self.rt.teacher_precision,
+                "compiled": self.teacher.compiled,
             }
         return summary
 
