@@ -241,3 +241,33 @@ def test_table3_methods_spec_and_its_scaled_down_override():
     assert PAPER_METHODS <= set(next(a for a in load_spec(FIGURES / "table3-methods-robustness.yaml").axes
                                      if a.name == "method").labels)
     assert spec.commands and "mixkd attack {points}" in spec.commands[0]
+
+
+@requires_fmnist
+def test_points_that_share_a_teacher_share_its_logits_on_disk_exactly(tmp_path, capsys):
+    import torch
+
+    from mixkd.config import load_config
+    from mixkd.engine.rundir import load_checkpoint
+    from mixkd.engine.trainer import train
+    from mixkd.models import build_model
+
+    teacher = tmp_path / "t.pt"
+    torch.save({"model": build_model("resnet8", 10).state_dict()}, teacher)
+    # one view per image (no augmentation), so the second point's first epoch can hit what the first stored
+    extra = {"optim.epochs": 2, "optim.milestones": [], "distill.method": "mixkd", "data.augment": False,
+             "teacher.arch": "resnet8", "teacher.checkpoint": str(teacher), "mixing.name": "mixup"}
+    overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in TINY)} | extra
+    spec = _spec(tmp_path, {"out": str(tmp_path / "out"), "overrides": overrides,
+                            "grid": {"pmu": {"p25": {"mixing.fraction": 0.25}, "p50": {"mixing.fraction": 0.5}}}})
+    assert main(["sweep", str(spec)]) == 0
+    cache = tmp_path / "out" / "teacher-cache"
+    assert f"2 points share a teacher: they share its logits through a disk cache in {cache}" in capsys.readouterr().out
+    assert len(list(cache.glob("*/identity.json"))) == 1
+    rows = [json.loads(r) for r in (tmp_path / "out" / "pmu-p50" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["teacher_cache_hit_rate"] > 0.8  # served by what the first point stored
+    # and it trained exactly as a run whose teacher computes every row live
+    args = [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in overrides.items()]
+    train(load_config(None, [*args, "mixing.fraction=0.5", "teacher.cache=off"]), tmp_path / "live", quiet=True)
+    a, b = (load_checkpoint(p / "last.pt")["model"] for p in (tmp_path / "out" / "pmu-p50", tmp_path / "live"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import shlex
 import signal
 import subprocess
@@ -369,6 +370,24 @@ class PointProcesses:
         return len(running)
 
 
+SHARED_CACHE_FOLDER = "teacher-cache"
+
+
+def sharing_a_teacher(points: Sequence[Point]) -> set[str]:
+    """Names of the points that distil, with teacher.cache=auto, from a teacher checkpoint another point also
+    uses: they share the teacher's logits through a disk cache in the sweep's folder (exact, as `auto` keeps a
+    cache only for a teacher whose logits of a row do not depend on its batch)."""
+    from mixkd.distill import needs_teacher
+
+    teachers = {}
+    for p in points:
+        c = p.config()
+        if c.teacher.checkpoint and c.teacher.cache == "auto" and needs_teacher(c.distill.method):
+            teachers[p.name] = str(Path(c.teacher.checkpoint).resolve())
+    counts = {t: list(teachers.values()).count(t) for t in set(teachers.values())}
+    return {name for name, t in teachers.items() if counts[t] > 1}
+
+
 def run_sweep(spec: SweepSpec, extra: Sequence[str] = (), jobs: int = 1,
               say: Callable[[str], None] = print) -> tuple[list[dict], int]:
     """Run every unfinished point (resuming interrupted ones), `jobs` at a time; returns (results, failures).
@@ -382,11 +401,17 @@ def run_sweep(spec: SweepSpec, extra: Sequence[str] = (), jobs: int = 1,
         f"{len(todo)} to run ({jobs} at a time) -> {spec.out}")
     logs = spec.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    shared = sharing_a_teacher(points)
+    cache = spec.out / SHARED_CACHE_FOLDER
+    if shared & {p.name for p in todo}:
+        say(f"{len(shared)} points share a teacher: they share its logits through a disk cache in {cache} "
+            "(teacher.cache=auto; exact; delete the folder once the sweep is done)")
     procs = PointProcesses()
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     failed = 0
     try:
-        futures = {pool.submit(_run_point, p, spec.out, logs, procs): p for p in todo}
+        futures = {pool.submit(_run_point, p, spec.out, logs, procs, cache if p.name in shared else None): p
+                   for p in todo}
         for k, fut in enumerate(as_completed(futures), 1):
             p = futures[fut]
             rc, seconds, tail = fut.result()
@@ -426,16 +451,20 @@ def command_line(text: str, spec: SweepSpec, extra: Sequence[str] = ()) -> list[
     return [sys.executable, "-m", *shlex.split(_fill(text, env, spec.path))]
 
 
-def _run_point(point: Point, out: Path, logs: Path, procs: PointProcesses) -> tuple[int | None, float, str]:
+def _run_point(point: Point, out: Path, logs: Path, procs: PointProcesses,
+               shared_cache: Path | None = None) -> tuple[int | None, float, str]:
+    from mixkd.distill.cache import SHARED_CACHE_ENV
+
     if procs.stopping:
         return None, 0.0, ""
+    env = {**os.environ, SHARED_CACHE_ENV: str(shared_cache)} if shared_cache else None
     cmd = command_for(point, out / point.name)
     start = time.perf_counter()
     (logs / point.name).parent.mkdir(parents=True, exist_ok=True)
     with (logs / f"{point.name}.log").open("w") as log:
         log.write(" ".join(cmd) + "\n")
         log.flush()
-        rc = procs.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+        rc = procs.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     return rc, time.perf_counter() - start, last_error_line((logs / f"{point.name}.log").read_text())
 
 

@@ -50,6 +50,9 @@ CACHE_VERSION = 3  # 3: logits in the teacher's own dtype (was fp16), preallocat
 # `teacher.cache=auto` keeps a table of at most this size (CIFAR-100: 50k x 162 views x 100 classes
 # x 2 bytes = 1.6 GB in bf16, allocated lazily on the CPU; 3.2 GB in fp32, so no auto cache then).
 AUTO_BUDGET_BYTES = 2 * 2**30
+# `mixkd sweep` names a folder here for the points that share a teacher: their `auto` cache is then a disk
+# cache in it (teacher.cache_dir wins), so each point starts with what the earlier ones computed
+SHARED_CACHE_ENV = "MIXKD_SHARED_TEACHER_CACHE"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _INT_VIEW = {2: torch.int16, 4: torch.int32}
 
@@ -390,10 +393,13 @@ def build_teacher_cache(cfg: RunConfig, teacher: FrozenTeacher, data) -> MemoryL
 
     `auto` is an in-memory cache when the device loader names each row's view, the table fits
     AUTO_BUDGET_BYTES in the teacher's output dtype and the teacher's logits do not depend on the batch
-    (checked on the first training batch); else no cache. `memory` and `disk` warn when the teacher's
-    logits depend on the batch and keep the cache.
+    (checked on the first training batch); else no cache. In a sweep's point whose teacher other points
+    share (SHARED_CACHE_ENV set), `auto` is a disk cache instead, falling back to memory when the disk
+    cache cannot be made. `memory` and `disk` warn when the teacher's logits depend on the batch and keep
+    the cache.
     """
     mode = cfg.teacher.cache
+    shared = os.environ.get(SHARED_CACHE_ENV) if mode == "auto" else None
     if mode == "off":
         return None
     from mixkd.data import DeviceLoader
@@ -424,7 +430,7 @@ def build_teacher_cache(cfg: RunConfig, teacher: FrozenTeacher, data) -> MemoryL
               f"row runs in a batch of {k} rows instead of {x.shape[0]}, so cached targets can differ from live "
               "ones: --resume and runs that share the cache match runs without it to float rounding, not bit "
               "for bit (teacher.cache=off gives bit-identical runs)")
-    if mode in ("auto", "memory"):  # lives and dies with this run, so it needs no identity
+    if mode == "memory" or (mode == "auto" and not shared):  # lives and dies with this run: needs no identity
         return MemoryLogitCache(loader.num_samples, loader.num_views, classes, device, dtype)
     # hashing the teacher and the whole split is only worth it for a cache that other runs will open
     identity = cache_identity(
@@ -433,5 +439,11 @@ def build_teacher_cache(cfg: RunConfig, teacher: FrozenTeacher, data) -> MemoryL
         num_classes=classes, precision=teacher.precision, channels_last=teacher.channels_last,
         device_type=device.type, dtype=dtype_name(dtype), compiled=teacher.compiled,
     )
-    root = Path(cfg.teacher.cache_dir).expanduser() if cfg.teacher.cache_dir else default_cache_root()
-    return DiskLogitCache(root / identity_key(identity), identity)
+    folder = Path(cfg.teacher.cache_dir or shared or default_cache_root()).expanduser() / identity_key(identity)
+    if not shared:
+        return DiskLogitCache(folder, identity)
+    try:
+        return DiskLogitCache(folder, identity)
+    except (CacheError, OSError) as e:  # auto must not stop a run: this run keeps its own table instead
+        _warn(f"the sweep's shared teacher cache is unusable ({e}); this run caches in memory")
+        return MemoryLogitCache(loader.num_samples, loader.num_views, classes, device, dtype)
