@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mixkd-installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data quickstart test test-slow lint bench findings
+.PHONY: setup data cxx quickstart test test-slow lint bench findings
 
 setup: $(STAMP)
 
@@ -32,13 +32,23 @@ data:
 		echo "note: Debian package dataset-fashion-mnist not installed; mixkd will try torchvision's download"; \
 	fi
 
+# torch.compile on the CPU (teacher.compile, runtime.compile: auto for long runs) calls a C++ compiler
+cxx:
+	@if command -v $${CXX:-g++} >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing g++ (Debian package) for torch.compile"; \
+		(apt-get install -y -qq g++ >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq g++ >/dev/null)); \
+	else \
+		echo "note: no C++ compiler (g++); mixkd runs uncompiled and the compile tests skip"; \
+	fi
+
 quickstart: setup data
 	$(VENV)/bin/mixkd quickstart
 
-test: setup data
+test: setup data cxx
 	$(PY) -m pytest
 
-test-slow: setup data
+test-slow: setup data cxx
 	$(PY) -m pytest -m 'slow or not slow'
 
 lint: setup
