@@ -67,6 +67,21 @@ def test_corrupt_checkpoint_gives_a_clear_error(finished_run, tmp_path):
         load_checkpoint(tmp_path / "last.pt")
 
 
+def test_a_bad_teacher_file_fails_before_the_data_is_prepared(finished_run, tmp_path, monkeypatch):
+    out, _ = finished_run
+    data = (out / "last.pt").read_bytes()
+    (tmp_path / "teacher.pt").write_bytes(data[: len(data) // 2])
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was prepared before the teacher's file was read")
+
+    monkeypatch.setattr("mixkd.engine.trainer.build_data", no_data)
+    cfg = load_config(None, TINY + ["distill.method=kd", f"teacher.checkpoint={tmp_path / 'teacher.pt'}"])
+    with pytest.raises(CheckpointError, match="teacher.pt: cannot be read, truncated"):
+        train(cfg, tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
 def _strict_rows(run) -> list[dict]:
     strict = {"parse_constant": lambda c: pytest.fail(f"{c} in metrics.jsonl")}
     return [json.loads(line, **strict) for line in (run / "metrics.jsonl").read_text().splitlines()]

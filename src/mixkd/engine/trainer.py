@@ -163,6 +163,11 @@ class Trainer:
 
     def _build(self) -> None:
         cfg, rt = self.cfg, self.rt
+        if needs_teacher(cfg.distill.method):
+            # read the teacher's file before the data, so a bad checkpoint fails before minutes of data
+            # preparation; it is loaded again where it always was, as building it draws from the seeded RNG
+            with torch.random.fork_rng(devices=[]):
+                load_model(cfg.teacher.checkpoint, arch=cfg.teacher.arch)
         seed_everything(cfg.seed)
         self.data: DataBundle = build_data(cfg.data, device=rt.device, seed=cfg.seed,
                                            rank=rt.dist.rank, world_size=rt.dist.world_size)
