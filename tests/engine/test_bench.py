@@ -67,9 +67,12 @@ def _cells(table: str) -> list[dict[str, str]]:
 @requires_fmnist
 def test_bench_step_prints_each_figure_with_its_share_of_the_peak():
     out = run_mixkd("bench", "step", "--pairs", "r20-r8", "--rounds", "1", "--steps", "2", "--precision", "fp32",
-                    timeout=600).stdout
-    rows = _cells(out)
+                    "--compare-compile", timeout=600).stdout
+    rows, eager = _cells(out)[:3], _cells(out)[3:]
     assert [r["variant"].split(" (")[0].split(",")[0] for r in rows] == ["plain fp32", "mixkd", "mixkd"]
+    # --compare-compile: the mixkd variants once more, uncompiled, in the same round
+    assert [r["variant"] for r in eager] == ["mixkd, cold, uncompiled", "mixkd, warm cache, uncompiled"]
+    assert [r["precision"] for r in eager] == ["fp32", "fp32"]
     assert [r["precision"].split(",")[0] for r in rows] == ["fp32"] * 3 and "runtime.precision=fp32 for mixkd" in out
     # teacher and student are compiled as a 240-epoch run on this machine would compile them (auto)
     compiled = cxx_compiler() is not None

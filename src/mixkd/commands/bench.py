@@ -39,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="teacher.compile and runtime.compile of the mixkd variants (default auto: as a 240-epoch "
                         "CIFAR run on this machine resolves them; compiling is not timed)")
+    p.add_argument("--compare-compile", action="store_true",
+                   help="also run the mixkd variants uncompiled, in the same rounds (what compiling gives)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of Markdown")
     p.set_defaults(func=run_bench)
 
@@ -70,7 +72,7 @@ def run_bench(args: argparse.Namespace) -> int:
         raise ConfigError("the epoch benchmark needs --data-root (e.g. ../shared/data/cifar10-jpg.zip)")
     rows, peaks = run_benchmark(pairs=pairs, what=args.what, rounds=args.rounds, steps=args.steps,
                                 batches=args.batches, data_root=args.data_root, precision=args.precision,
-                                compile_=args.compile, log=lambda s: print(s, file=sys.stderr))
+                                compile_=args.compile, compare_compile=args.compare_compile, log=lambda s: print(s, file=sys.stderr))
     if args.json:
         print(json.dumps({"peaks": peaks, "rows": rows, "whole_runs": whole_runs(rows)}, indent=2))
     else:

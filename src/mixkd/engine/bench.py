@@ -29,6 +29,7 @@ from mixkd.mixing import exact_mixed_rows, official_unmixed_draws
 # r20-r8 is a quick check of the benchmark itself, not a pair of the paper
 PAIRS = {"r110-r20": ("resnet110", "resnet20"), "w402-w162": ("wrn_40_2", "wrn_16_2"), "r20-r8": ("resnet20", "resnet8")}
 VARIANTS = ("plain", "mixkd", "mixkd-warm")
+EAGER = "-eager"  # suffix of the variants that run uncompiled next to compiled ones (--compare-compile)
 BATCH = 64
 PMU = 0.1
 PEAK_SIZE = 2048
@@ -260,7 +261,7 @@ def _trainer(pair: str, variant: str, data_args: list[str], workdir: Path, preci
         *data_args, f"data.batch_size={BATCH}", f"model.arch={student_arch}", f"distill.method={method}",
         "mixing.name=mixup", f"mixing.fraction={PMU}", f"teacher.checkpoint={ckpt}",
         f"teacher.arch={teacher_arch}", "runtime.tensorboard=false", "optim.epochs=1", "optim.milestones=[]",
-        f"teacher.cache={'memory' if variant == 'mixkd-warm' else 'off'}", f"runtime.precision={precision}",
+        f"teacher.cache={'memory' if variant.startswith('mixkd-warm') else 'off'}", f"runtime.precision={precision}",
         f"teacher.compile={compile_}", f"runtime.compile={compile_}",
     ])
     trainer = Trainer(cfg, workdir / f"run-{os.getpid()}", quiet=True)
@@ -283,6 +284,7 @@ def run_one(spec: dict) -> dict:
     """Time one variant in this process; `spec` has pair, variant, what, steps, batches, data_root, workdir."""
     pair, variant, what = spec["pair"], spec["variant"], spec["what"]
     workdir = Path(spec["workdir"])
+    compile_ = "off" if variant.endswith(EAGER) else spec.get("compile", "off")
     torch.manual_seed(0)
     if what == "step":
         # a method's memory (CRD's banks) is as large as the training set: give it CIFAR's 50,000 rows
@@ -295,8 +297,7 @@ def run_one(spec: dict) -> dict:
             y = np.random.default_rng(1).integers(0, 10, BATCH)
             seconds = _time_steps(lambda: plain(x, y), steps, warmup=3)
             return {"images_per_s": steps * BATCH / seconds, "peak_mb": _peak_mb(), **_plain_work()}
-        trainer = _trainer(pair, variant, data_args, workdir, spec.get("precision", "auto"),
-                           spec.get("compile", "off"))
+        trainer = _trainer(pair, variant, data_args, workdir, spec.get("precision", "auto"), compile_)
         batch = next(iter(trainer.data.train))
         trainer.distiller.train_stage(init=False)
         seconds = _time_steps(lambda: trainer.step(batch, 10), steps, warmup=3,
@@ -324,11 +325,10 @@ def run_one(spec: dict) -> dict:
             plain(x.numpy(), y.numpy())
         seconds = time.perf_counter() - start
         return {"images_per_s": k * BATCH / seconds, "peak_mb": _peak_mb(), **_plain_work()}
-    trainer = _trainer(pair, variant, data_args, workdir, spec.get("precision", "auto"),
-                       spec.get("compile", "off"))
+    trainer = _trainer(pair, variant, data_args, workdir, spec.get("precision", "auto"), compile_)
     # untimed first: the warm variant fills the cache with this epoch's unmixed rows and views; the cold one
     # (no cache) runs a few batches, so that both time an epoch after the kernels' first-call set-up
-    trainer.max_batches = k if variant == "mixkd-warm" else 2
+    trainer.max_batches = k if variant.startswith("mixkd-warm") else 2
     trainer._train_epoch(0)
     trainer.max_batches = k
     start = time.perf_counter()
@@ -439,11 +439,12 @@ def methods_markdown(rows: list[dict], *, steps: int) -> str:
 
 
 def run_benchmark(*, pairs: list[str], what: str, rounds: int, steps: int, batches: int, data_root: str | None,
-                  precision: str = "auto", compile_: str = "auto",
+                  precision: str = "auto", compile_: str = "auto", compare_compile: bool = False,
                   log=print) -> tuple[list[dict], dict[str, float]]:
     """Run every (pair, variant) `rounds` times, interleaved, each in a fresh process; return the median rows
     (with their share of the matmul peak) and the peaks, measured first. The mixkd variants' teacher and
-    student are compiled as `compile_` resolves for a 240-epoch CIFAR run (compiling is not timed)."""
+    student are compiled as `compile_` resolves for a 240-epoch CIFAR run (compiling is not timed); with
+    `compare_compile`, uncompiled copies of the mixkd variants run in the same rounds."""
     if what == "epoch":
         if not data_root:
             raise ValueError("the epoch benchmark needs --data-root (e.g. the CIFAR-10 JPEG zip)")
@@ -456,13 +457,14 @@ def run_benchmark(*, pairs: list[str], what: str, rounds: int, steps: int, batch
         + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in start.items()))
     spec = {"what": what, "steps": steps, "batches": batches, "data_root": data_root, "precision": precision,
             "compile": compile_for_paper_run(compile_)}
-    results = _interleaved(pairs, list(VARIANTS), rounds, spec, log)
+    variants = [*VARIANTS, *(v + EAGER for v in VARIANTS[1:] if compare_compile)]
+    results = _interleaved(pairs, variants, rounds, spec, log)
     # measured again at the end: a peak taken while another job ran would flatter every share
     end = matmul_peaks()
     log("matmul peak at the end: " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in end.items()))
     peaks = {p: max(start[p], end[p]) for p in start}
     rows = [{"what": what, "pair": pair, "variant": v, **_medians(results[(pair, v)], results[(pair, "plain")])}
-            for pair in pairs for v in VARIANTS]
+            for pair in pairs for v in variants]
     return _with_shares(rows, peaks), peaks
 
 
@@ -470,6 +472,8 @@ LABELS = {
     "plain": "plain fp32 (DataLoader/numpy PMU/no_grad teacher)",
     "mixkd": "mixkd, cold (no cache hits)",
     "mixkd-warm": "mixkd, warm cache",
+    "mixkd-eager": "mixkd, cold, uncompiled",
+    "mixkd-warm-eager": "mixkd, warm cache, uncompiled",
 }
 
 
