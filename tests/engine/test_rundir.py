@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mixkd.cli import main
 from mixkd.config import load_config, to_dict
@@ -18,7 +19,10 @@ from mixkd.engine.rundir import (
     describe_differences,
     inspect_run,
     load_checkpoint,
+    reuse_problem,
+    saved_config,
 )
+from mixkd.engine.trainer import train
 from tests.conftest import TINY, requires_fmnist
 from tests.engine.conftest import start, wait_for
 
@@ -155,3 +159,21 @@ def test_disk_full_is_one_line_and_keeps_the_previous_checkpoints(small_disk, ca
     assert main(["train", "--resume", str(out), "--quiet"]) == 0
     assert [r["epoch"] for r in _rows(out)] == [1, 2, 3]
     assert load_checkpoint(out / "best.pt")["epoch"] == json.loads((out / "summary.json").read_text())["best_epoch"]
+
+
+@requires_fmnist
+def test_a_run_saved_before_compile_auto_is_reused_and_resumes_uncompiled(tmp_path):
+    args = [*TINY, "optim.epochs=1", "optim.milestones=[]"]
+    run = tmp_path / "old"
+    train(load_config(None, args), run, quiet=True)
+    # what a run written before 2026-11-30 holds: `compile: false` (the default then), no teacher.compile
+    raw = yaml.safe_load((run / "config.yaml").read_text())
+    raw["runtime"]["compile"] = False
+    del raw["teacher"]["compile"]
+    (run / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    asked = to_dict(load_config(None, args))
+    assert reuse_problem(inspect_run(run), asked) is None  # the same experiment under today's defaults
+    assert saved_config(run, as_reused=False)["runtime"]["compile"] == "off"  # --resume reads it as written
+    raw["runtime"]["compile"] = True  # an explicit `true` was a choice: it still differs from auto
+    (run / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert "runtime.compile (on -> auto)" in reuse_problem(inspect_run(run), asked)

@@ -413,12 +413,23 @@ def _short(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def saved_config(path: str | Path) -> dict:
-    """The validated config of the run in `path` (defaults filled in), as nested dicts."""
-    from mixkd.config import load_config, to_dict
+def saved_config(path: str | Path, *, as_reused: bool = True) -> dict:
+    """The validated config of the run in `path` (defaults filled in), as nested dicts.
+
+    For deciding whether a run can be reused (`as_reused`), a config written before compiling had `auto`
+    (2026-11-30), which says `runtime.compile: false` (the default then), reads as today's default `auto`, as
+    its missing `teacher.compile` does: such runs ran uncompiled, as `auto` still runs every run under a
+    million training images, and a longer one compiled today differs from them only by float rounding.
+    `--resume` reads the file as written (`false` = off), so it continues such a run uncompiled.
+    """
+    from mixkd.config import from_dict, read_yaml, to_dict
 
     try:
-        return to_dict(load_config(Path(path) / "config.yaml"))
+        raw = read_yaml(Path(path) / "config.yaml")
+        runtime = raw.get("runtime")
+        if as_reused and isinstance(runtime, dict) and runtime.get("compile") is False:
+            raw = {**raw, "runtime": {**runtime, "compile": "auto"}}
+        return to_dict(from_dict(raw))
     except ConfigError as e:
         raise ConfigError(f"the run in {path} has a config.yaml mixkd cannot read ({e})") from None
 

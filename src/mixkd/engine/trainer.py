@@ -317,7 +317,8 @@ class Trainer:
             check_out_dir(path)
             return
         check_resumable(info)
-        self._changes = config_differences(saved_config(path), to_dict(self.cfg), ignore=frozenset())
+        self._changes = config_differences(saved_config(path, as_reused=False), to_dict(self.cfg),
+                                           ignore=frozenset())
         fixed = {k: v for k, v in self._changes.items() if k not in RESUME_ADJUSTABLE | RESULT_NEUTRAL}
         if fixed:
             raise ConfigError(
