@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from mixkd.distill import FrozenTeacher
-from mixkd.engine.bench import PAIRS, gflop_per_image, machine_name, matmul_peak
+from mixkd.engine.bench import PAIRS, gflop_per_image, machine_name, matmul_peak, time_steps
 from mixkd.engine.precision import autocast, tune_malloc
 from mixkd.models import build_model
 
@@ -38,11 +38,8 @@ BATCH, EVAL_BATCH, TRAIN_IMAGES, TEST_IMAGES = 64, 512, 50_000, 10_000
 
 
 def _rate(fn, reps: int) -> float:
-    fn()
-    start = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return reps * BATCH / (time.perf_counter() - start)
+    """Images/s of `fn` (one batch per call) over `reps` calls after one untimed call."""
+    return reps * BATCH / time_steps(fn, reps, warmup=1)
 
 
 def _teacher_variants(arch: str, precision: str, x: torch.Tensor) -> tuple[dict, dict]:

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -384,7 +385,7 @@ def sharing_a_teacher(points: Sequence[Point]) -> set[str]:
         c = p.config()
         if c.teacher.checkpoint and c.teacher.cache == "auto" and needs_teacher(c.distill.method):
             teachers[p.name] = str(Path(c.teacher.checkpoint).resolve())
-    counts = {t: list(teachers.values()).count(t) for t in set(teachers.values())}
+    counts = Counter(teachers.values())
     return {name for name, t in teachers.items() if counts[t] > 1}
 
 

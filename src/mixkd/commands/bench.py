@@ -72,7 +72,8 @@ def run_bench(args: argparse.Namespace) -> int:
         raise ConfigError("the epoch benchmark needs --data-root (e.g. ../shared/data/cifar10-jpg.zip)")
     rows, peaks = run_benchmark(pairs=pairs, what=args.what, rounds=args.rounds, steps=args.steps,
                                 batches=args.batches, data_root=args.data_root, precision=args.precision,
-                                compile_=args.compile, compare_compile=args.compare_compile, log=lambda s: print(s, file=sys.stderr))
+                                compile_=args.compile, compare_compile=args.compare_compile,
+                                log=lambda s: print(s, file=sys.stderr))
     if args.json:
         print(json.dumps({"peaks": peaks, "rows": rows, "whole_runs": whole_runs(rows)}, indent=2))
     else:

@@ -440,10 +440,11 @@ def build_teacher_cache(cfg: RunConfig, teacher: FrozenTeacher, data) -> MemoryL
         device_type=device.type, dtype=dtype_name(dtype), compiled=teacher.compiled,
     )
     folder = Path(cfg.teacher.cache_dir or shared or default_cache_root()).expanduser() / identity_key(identity)
-    if not shared:
-        return DiskLogitCache(folder, identity)
     try:
         return DiskLogitCache(folder, identity)
-    except (CacheError, OSError) as e:  # auto must not stop a run: this run keeps its own table instead
+    except (CacheError, OSError) as e:
+        if not shared:  # asked for explicitly: the one-line error stands
+            raise
+        # the sweep's `auto` must not stop a run: this run keeps its own table instead
         _warn(f"the sweep's shared teacher cache is unusable ({e}); this run caches in memory")
         return MemoryLogitCache(loader.num_samples, loader.num_views, classes, device, dtype)

@@ -269,7 +269,8 @@ def _trainer(pair: str, variant: str, data_args: list[str], workdir: Path, preci
     return trainer
 
 
-def _time_steps(step, steps: int, warmup: int, after_warmup=None) -> float:
+def time_steps(step, steps: int, warmup: int, after_warmup=None) -> float:
+    """Seconds for `steps` calls of `step` after `warmup` untimed ones (and `after_warmup()`, untimed)."""
     for _ in range(warmup):
         step()
     if after_warmup is not None:
@@ -295,12 +296,12 @@ def run_one(spec: dict) -> dict:
             plain = PlainStep(*PAIRS[pair], 10)
             x = np.random.default_rng(0).standard_normal((BATCH, 3, 32, 32), dtype=np.float32)
             y = np.random.default_rng(1).integers(0, 10, BATCH)
-            seconds = _time_steps(lambda: plain(x, y), steps, warmup=3)
+            seconds = time_steps(lambda: plain(x, y), steps, warmup=3)
             return {"images_per_s": steps * BATCH / seconds, "peak_mb": _peak_mb(), **_plain_work()}
         trainer = _trainer(pair, variant, data_args, workdir, spec.get("precision", "auto"), compile_)
         batch = next(iter(trainer.data.train))
         trainer.distiller.train_stage(init=False)
-        seconds = _time_steps(lambda: trainer.step(batch, 10), steps, warmup=3,
+        seconds = time_steps(lambda: trainer.step(batch, 10), steps, warmup=3,
                               after_warmup=trainer.teacher.reset_counters)
         hits, queries = trainer.teacher.reset_counters()
         return {"images_per_s": steps * BATCH / seconds, "peak_mb": _peak_mb(),

@@ -214,6 +214,11 @@ class Trainer:
         return self.cfg.distill.init_lr or (stage.lr if stage is not None and stage.lr else self.cfg.optim.lr)
 
     @property
+    def train_images(self) -> int:
+        """Training images the whole run sees (epochs × this rank's training set): what `auto` compiles by."""
+        return self.cfg.optim.epochs * self.data.train.num_samples
+
+    @property
     def init_epochs(self) -> int:
         """Epochs of the method's init stage in this run (0 without one)."""
         return self.cfg.distill.init_epochs if self.init_stage is not None else 0
@@ -247,7 +252,7 @@ class Trainer:
         setting = cfg.runtime.compile
         if setting == "auto" and (rt.dist.enabled or method_class(cfg.distill.method).teacher_features):
             return student
-        if not resolve_compile(setting, rt.device, cfg.optim.epochs * self.data.train.num_samples):
+        if not resolve_compile(setting, rt.device, self.train_images):
             return student
         if setting == "auto":  # a compiler failure then runs the forward eagerly instead of stopping the run
             torch._dynamo.config.suppress_errors = True
@@ -258,7 +263,7 @@ class Trainer:
     def _compile_teacher(self, teacher: FrozenTeacher) -> None:
         """Compile the teacher's logits forward when teacher.compile asks for it (auto: long CPU runs)."""
         cfg, rt = self.cfg, self.rt
-        if not resolve_compile(cfg.teacher.compile, rt.device, cfg.optim.epochs * self.data.train.num_samples):
+        if not resolve_compile(cfg.teacher.compile, rt.device, self.train_images):
             return
         spec = self.data.spec
         rows = max(2, cfg.data.batch_size // rt.dist.world_size)
