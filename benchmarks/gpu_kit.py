@@ -8,7 +8,7 @@
 benchmark of both pairs (plain fp32 vs mixkd's defaults), then as much of the findings study as the time
 left allows (teachers first, then the students of findings 2-4, several runs sharing the GPU), the page of
 whatever finished, and one summary. Everything goes to one folder it prints (runs/gpu-kit/STAMP), and the
-summary, logs and an archive of the folder to $OUT when that is set (the lab's device tool fetches $OUT).
+summary, logs and an archive of the folder to $OUT when that is set (the GPU-machine tool fetches $OUT).
 The working tree travels to the GPU machine, ../shared does not: `prepare` writes a CIFAR-10 slice (the
 same JPEGs, 2,000 training images per class and the whole test split, ~32 MB) into the git-ignored .gpukit/,
 which the device call names in `carry`.

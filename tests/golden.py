@@ -1,7 +1,7 @@
 """The reference facts the tests pin mixkd to (produced by the paper's official code; see fixtures/README.md).
 
 They live in the repository (tests/data/fixtures/), so the tests that read them always run. The five reference
-checkpoints larger than 2 MiB stay in the lab's shared folder (../shared/fixtures/checkpoints); their key
+checkpoints larger than 2 MiB stay in the project's shared folder beside the checkout (../shared/fixtures/checkpoints); their key
 names and shapes are in zoo_state_dict_keys.json here, and a test that needs their weights says which file
 is missing when it is not there.
 """
