@@ -28,6 +28,7 @@ from tests.doc_examples import (
     help_text,
     subparsers,
 )
+from tests.imagezip import write_cifar10_jpg_zip
 
 EXAMPLES, MENTIONS, RECIPES = collect()
 DEPENDED_ON = {id(d) for e in EXAMPLES for d in e.deps}
@@ -98,6 +99,8 @@ class Workspaces:
                 (repo / name).symlink_to(REPO / name)
             if SHARED.exists():  # the documentation's ../shared/data/cifar10-jpg.zip
                 (ws / "shared").symlink_to(SHARED.resolve())
+            else:  # a plain clone: a small zip of the same layout (the examples only dry-run on it)
+                write_cifar10_jpg_zip(ws / "shared" / "data" / "cifar10-jpg.zip", train=2, test=1)
         return repo
 
     def run(self, e: Example) -> Result:

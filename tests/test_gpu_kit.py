@@ -1,17 +1,14 @@
 """The GPU kit's CPU side: `prepare` slices a CIFAR-10-layout zip, `--dry-run` checks everything but the GPU."""
 
-import io
 import json
 import os
 import subprocess
 import sys
 import zipfile
 
-from PIL import Image
-
 from tests.conftest import REPO
-
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+from tests.imagezip import CIFAR10_CLASSES as CLASSES
+from tests.imagezip import write_cifar10_jpg_zip
 
 
 def _kit(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
@@ -20,19 +17,8 @@ def _kit(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
-def _source_zip(path, train: int, test: int) -> None:
-    """A zip in the shared CIFAR-10 zip's layout (top folder, train/ and test/, a folder per class), real JPEGs."""
-    with zipfile.ZipFile(path, "w") as z:
-        for split, n in (("train", train), ("test", test)):
-            for c, name in enumerate(CLASSES):
-                for i in range(n):
-                    buf = io.BytesIO()
-                    Image.new("RGB", (32, 32), (25 * c, 7 * i % 256, 128)).save(buf, "JPEG")
-                    z.writestr(f"cifar10-jpg/{split}/{name}/{i:04d}.jpg", buf.getvalue())
-
-
 def test_prepare_slices_the_zip_and_the_dry_run_checks_the_kit(tmp_path):
-    _source_zip(tmp_path / "src.zip", train=5, test=4)
+    write_cifar10_jpg_zip(tmp_path / "src.zip", train=5, test=4)
     kit = tmp_path / "kit"
     prep = _kit("prepare", "--zip", str(tmp_path / "src.zip"), "--kit", str(kit), "--per-class", "3")
     assert prep.returncode == 0, prep.stderr
