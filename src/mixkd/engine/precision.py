@@ -16,14 +16,25 @@ import torch
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) at which its bf16 kernels still use native bf16 dot products.
+_ONEDNN_BF16_ISAS = {"AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
+                     "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "ALL"}
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has native bf16 dot products (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    """True when the CPU has native bf16 dot products (AVX512-BF16 or AMX) and PyTorch may use them.
+
+    A machine whose kernels are capped below AVX-512 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, as
+    on an AVX2-only CPU) emulates bf16 at a few GFLOP/s, so `auto` stays fp32 there."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+        return False
+    onednn_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL")).upper()
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512") and onednn_cap in _ONEDNN_BF16_ISAS
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
