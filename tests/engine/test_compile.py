@@ -73,6 +73,40 @@ def test_a_compiled_teacher_computes_the_eager_function_for_any_batch_size(preci
         assert ((got - want).norm() / want.norm()).item() < tol
 
 
+COMPILE_ONE = """
+import torch
+from mixkd.distill import FrozenTeacher
+from mixkd.models import build_model
+torch.set_num_threads(1)
+torch.manual_seed(0)
+teacher = FrozenTeacher(build_model("resnet8", 10), "fp32", channels_last=True, fold_bn=True)
+x = torch.randn(8, 3, 32, 32)
+want = teacher.compute(x).float()
+teacher.compile_logits(x)
+print(float((teacher.compute(x).float() - want).norm() / want.norm()))
+"""
+
+
+@needs_cxx
+def test_code_compiled_for_one_isa_is_not_reused_under_another(tmp_path):
+    """A frozen teacher compiled with kernels capped at AVX2, then compiled again without the cap, sharing one
+    inductor cache root: each run gets its own code (on an AVX-512 CPU, reusing the AVX2 code aborted)."""
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA",
+                                                               "DNNL_MAX_CPU_ISA")}
+    root = tmp_path / "inductor"
+    for caps in ({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}, {}):
+        proc = subprocess.run([sys.executable, "-c", COMPILE_ONE], capture_output=True, text=True, timeout=600,
+                              env={**clean, **caps, "TORCHINDUCTOR_CACHE_DIR": str(root)})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert float(proc.stdout.split()[-1]) < 1e-5
+    assert len([p for p in root.iterdir() if p.name.startswith("mixkd-isa-")]) == (
+        2 if torch.backends.cpu.get_cpu_capability() != "AVX2" else 1)
+
+
 @needs_cxx
 @requires_fmnist
 def test_a_compiled_run_killed_after_an_epoch_resumes_bit_identical(tmp_path):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from torch import Tensor, nn
 
-from mixkd.engine.precision import autocast
+from mixkd.engine.precision import autocast, isolate_compile_cache
 from mixkd.models.base import ModelOutput
 from mixkd.models.fold import WithFeatures, fold_batchnorm
 
@@ -79,6 +79,7 @@ class FrozenTeacher(nn.Module):
         depend on its batch, as for an eager teacher.
         """
         eager = self.fast
+        isolate_compile_cache()
         self.fast = torch.compile(eager, dynamic=True, options={"freezing": True})
         start = time.perf_counter()
         try:

@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import hashlib
 import os
 import shutil
 import sys
@@ -35,6 +36,34 @@ def cpu_has_fast_bf16() -> bool:
         return False
     onednn_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL")).upper()
     return torch.backends.cpu.get_cpu_capability().startswith("AVX512") and onednn_cap in _ONEDNN_BF16_ISAS
+
+
+_ISA_PREFIX = "mixkd-isa-"
+
+
+def isolate_compile_cache() -> Path:
+    """Point inductor's on-disk cache at a subfolder of its root named after this CPU's instruction sets.
+
+    Inductor's cache key does not include the ISA that oneDNN and PyTorch's kernels may use: a frozen graph
+    compiled under ONEDNN_MAX_CPU_ISA=AVX2 (or on an AVX2-only node sharing the cache) holds weights prepacked
+    for AVX2, and reused where AVX-512 is allowed it writes past its buffers (seen as "corrupted size vs.
+    prev_size" aborts). One subfolder per ISA keeps each kind of CPU to its own compiled code. Call it before
+    torch.compile; the root stays TORCHINDUCTOR_CACHE_DIR when the user set it, else inductor's default."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    root = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir())
+    if root.name.startswith(_ISA_PREFIX):
+        root = root.parent
+    try:
+        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+    except OSError:
+        flags = ""
+    caps = [torch.backends.cpu.get_cpu_capability(), os.environ.get("ATEN_CPU_CAPABILITY", ""),
+            os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")), flags]
+    key = hashlib.sha256("\n".join(caps).encode()).hexdigest()[:12]
+    path = root / f"{_ISA_PREFIX}{key}"
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
+    return path
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
