@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from mixkd.engine.signals import stop_message, stop_on_signals
 from mixkd.errors import MixkdError
+from mixkd.progress import set_quiet
 
 # Each module has `add_parser(subparsers)`, which registers its subcommand(s) with a `func`.
 COMMAND_MODULES = [
@@ -142,6 +143,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mixkd` console script."""
     args = parse_args(argv)
+    set_quiet(bool(getattr(args, "quiet", False)))
     try:
         with stop_on_signals():
             result = args.func(args)

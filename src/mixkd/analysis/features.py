@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from mixkd.analysis.loading import EvalData, LoadedModel
 from mixkd.analysis.presets import CLASS_PRESETS
 from mixkd.errors import ConfigError
+from mixkd.progress import progress
 
 
 def class_index(text: str, classes: Sequence[str], option: str = "--classes") -> int:
@@ -49,7 +49,7 @@ def extract_features(model: nn.Module, batches, desc: str = "features") -> tuple
     """(penultimate features [N, D], labels [N]) of every batch, model in eval mode, on the CPU."""
     model.eval()
     feats, labels = [], []
-    for batch in tqdm(batches, desc=desc, leave=False, disable=None):
+    for batch in progress(batches, desc, unit="batch"):
         feats.append(model(batch.x, return_features=True).penultimate.float().cpu())
         labels.append(batch.y.cpu())
     return torch.cat(feats), torch.cat(labels)
@@ -98,15 +98,16 @@ def analyze_features(models: Sequence[LoadedModel], data: EvalData, classes: Seq
                      splits: Sequence[str] = ("train", "test"), per_class: int | None = None,
                      seed: int = 0) -> list[FeatureResult]:
     """t-SNE and V-scores of the penultimate features of `classes` for every model and split."""
-    results = []
+    rows = {}
     for split in splits:
-        idx = data.select(split, classes, per_class, seed)
-        if len(idx) == 0:
+        rows[split] = data.select(split, classes, per_class, seed)
+        if len(rows[split]) == 0:
             raise ConfigError(f"the {split} split has no rows of the chosen classes")
-        for m in models:
-            feats, labels = extract_features(m.model, data.loader(split, idx), f"{m.label} {split}")
-            x, y = feats.numpy(), labels.numpy()
-            emb = tsne(x, seed)
-            results.append(FeatureResult(m.label, split, emb, y, v_score(x, y, len(classes), seed),
-                                         v_score(emb, y, len(classes), seed)))
+    results = []
+    for split, m in progress([(s, m) for s in splits for m in models], "features, t-SNE, V-scores", unit="model"):
+        feats, labels = extract_features(m.model, data.loader(split, rows[split]), f"{m.label} {split}")
+        x, y = feats.numpy(), labels.numpy()
+        emb = tsne(x, seed)
+        results.append(FeatureResult(m.label, split, emb, y, v_score(x, y, len(classes), seed),
+                                     v_score(emb, y, len(classes), seed)))
     return results

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from mixkd.analysis.loading import EvalData, LoadedModel
+from mixkd.progress import progress
 
 
 @torch.no_grad()
@@ -17,7 +17,7 @@ def collect_logits(model: nn.Module, batches, desc: str = "logits") -> tuple[Ten
     """(logits [N, C] float32, labels [N]) over every batch, model in eval mode, on the CPU."""
     model.eval()
     logits, labels = [], []
-    for batch in tqdm(batches, desc=desc, leave=False, disable=None):
+    for batch in progress(batches, desc, unit="batch"):
         logits.append(model(batch.x).float().cpu())
         labels.append(batch.y.cpu())
     return torch.cat(logits), torch.cat(labels)

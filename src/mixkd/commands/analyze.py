@@ -20,6 +20,7 @@ def add_model_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:N (default auto)")
     p.add_argument("--batch-size", type=int, metavar="N", help="evaluation batch size (default data.eval_batch_size)")
     p.add_argument("--out", type=Path, default=Path(default_out), help=f"output folder (default {default_out})")
+    p.add_argument("--quiet", action="store_true", help="no progress reports on stderr")
 
 
 def load_from_args(args: argparse.Namespace):
