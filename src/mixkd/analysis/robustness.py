@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from mixkd.data import DatasetSpec
 from mixkd.errors import ConfigError
+from mixkd.progress import progress
 from mixkd.registry import Registry
 
 
@@ -55,19 +55,21 @@ def ifgsm(model: nn.Module, pixels: Tensor, y: Tensor, eps: float, spec: Dataset
     return adv.detach()
 
 
+def parse_pixels(text: str, option: str = "--eps") -> float:
+    """'0', '1/255', '0.03' -> a float in [0, 1] (pixel units)."""
+    try:
+        num, _, den = text.partition("/")
+        value = float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"{option} {text!r}: write a number in pixel units, e.g. 0.01 or 2/255") from None
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{option} {text!r}: it is in pixel units [0, 1]; did you mean {text}/255?")
+    return value
+
+
 def parse_eps(texts: Sequence[str]) -> list[float]:
     """'0', '1/255', '0.03' -> floats in [0, 1] (pixel units), sorted and deduplicated."""
-    out = set()
-    for t in texts:
-        try:
-            num, _, den = t.partition("/")
-            value = float(num) / float(den) if den else float(num)
-        except (ValueError, ZeroDivisionError):
-            raise ConfigError(f"--eps {t!r}: write a number in pixel units, e.g. 0.01 or 2/255") from None
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"--eps {t!r}: epsilon is in pixel units [0, 1]; did you mean {t}/255?")
-        out.add(value)
-    return sorted(out)
+    return sorted({parse_pixels(t) for t in texts})
 
 
 def accuracy_under_attack(model: nn.Module, batches, spec: DatasetSpec, eps: Sequence[float],
@@ -92,7 +94,7 @@ def _accuracy(model: nn.Module, batches, spec: DatasetSpec, eps: Sequence[float]
     attacks = list(fns)
     correct = {a: torch.zeros(len(eps), dtype=torch.long) for a in attacks}
     n = 0
-    for batch in tqdm(batches, desc=desc, leave=False, disable=None):
+    for batch in progress(batches, desc, unit="batch"):
         # each row's pixels round-trip through the normalisation; clamping absorbs float error at 0 and 1
         pixels = spec.denormalize(batch.x).clamp(0.0, 1.0)
         with torch.no_grad():

@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attacks", nargs="+", default=["fgsm", "ifgsm"], metavar="NAME",
                    help="attacks to run (default fgsm ifgsm)")
     p.add_argument("--steps", type=int, default=10, help="I-FGSM iterations (default 10)")
-    p.add_argument("--step-size", type=float, metavar="S", help="I-FGSM step in pixel units (default eps/steps)")
+    p.add_argument("--step-size", metavar="S",
+                   help="I-FGSM step in pixel units, e.g. 1/255 (default eps/steps; see docs/attacks.md)")
     p.add_argument("--split", default="test", choices=["train", "test"], help="split attacked (default test)")
     p.add_argument("--per-class", type=int, metavar="N",
                    help="attack at most N seeded images per class (default: every image of the split)")
@@ -38,7 +39,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from mixkd.analysis.plots import plot_attack_curves
-    from mixkd.analysis.robustness import ATTACKS, AttackSettings, accuracy_under_attack, parse_eps
+    from mixkd.analysis.robustness import (
+        ATTACKS,
+        AttackSettings,
+        accuracy_under_attack,
+        parse_eps,
+        parse_pixels,
+    )
     from mixkd.analysis.tables import markdown_table, write_csv, write_json, write_text
     from mixkd.errors import ConfigError
 
@@ -47,11 +54,12 @@ def _run(args: argparse.Namespace) -> int:
         ATTACKS.get(a)
     if args.steps < 1:
         raise ConfigError(f"--steps must be >= 1, got {args.steps}")
-    if args.step_size is not None and not 0 < args.step_size <= 1:
-        raise ConfigError(f"--step-size is in pixel units (0, 1], got {args.step_size}")
+    step_size = None if args.step_size is None else parse_pixels(args.step_size, "--step-size")
+    if step_size == 0:
+        raise ConfigError("--step-size 0: the attack would not move; give a step such as 1/255")
     if args.per_class is not None and args.per_class < 1:
         raise ConfigError(f"--per-class must be >= 1, got {args.per_class}")
-    settings = AttackSettings(args.steps, args.step_size)
+    settings = AttackSettings(args.steps, step_size)
     models, data = load_from_args(args)
     idx = data.select(args.split, None, args.per_class, args.seed) if args.per_class else None
     loader = data.loader(args.split, idx)
@@ -66,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     write_csv(out / "attack.csv", rows)
     write_json(out / "attack.json", {
         "dataset": data.spec.name, "split": args.split, "images": loader.num_samples, "eps": eps,
-        "steps": args.steps, "step_size": args.step_size, "models": {m.label: str(m.source) for m in models},
+        "steps": args.steps, "step_size": step_size, "models": {m.label: str(m.source) for m in models},
         "top1": results})
     plot_attack_curves(results, eps, out / "attack.png",
                        f"White-box attacks on {data.spec.name} {args.split} ({loader.num_samples} images)")
