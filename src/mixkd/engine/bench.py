@@ -60,8 +60,22 @@ def _peak_mb() -> float:
 # --------------------------------------------------------------------------- the physical limit
 
 
+_SIZE_USED: dict[str, int] = {}  # the matmul size each precision's peak was last measured at
+
+
 def matmul_peak(precision: str, size: int = PEAK_SIZE, seconds: float = 0.3) -> float:
-    """GFLOP/s of a size² matmul in `precision` on this process's threads: the best of repeats over ~`seconds`."""
+    """GFLOP/s of a size² matmul in `precision` on this process's threads: the best of repeats over ~`seconds`.
+
+    A precision the CPU only emulates (bf16 without AVX512-BF16: ~0.3 GFLOP/s, a minute per 2048² product) is
+    measured on a smaller matrix, sized from a 256² probe so that one product takes well under a second."""
+    probe = torch.randn(256, 256).to(PEAK_DTYPES[precision])
+    torch.mm(probe, probe)
+    start = time.perf_counter()
+    torch.mm(probe, probe)
+    rate = 2 * 256**3 / max(time.perf_counter() - start, 1e-9)
+    while size > 256 and 2 * size**3 / rate > 0.25:
+        size //= 2
+    _SIZE_USED[precision] = size
     a = torch.randn(size, size).to(PEAK_DTYPES[precision])
     b = torch.randn(size, size).to(PEAK_DTYPES[precision])
     torch.mm(a, b)  # first call: kernel selection and page faults
@@ -420,6 +434,15 @@ def compile_for_paper_run(setting: str) -> str:
     return "on" if resolve_compile(setting, device, PAPER_RUN_IMAGES) else "off"
 
 
+def _peaks_text(peaks: dict[str, float]) -> str:
+    # two significant figures below 10: an emulated bf16 peak (0.3 GFLOP/s on an AVX2-only CPU) is not "0"
+    def one(p: str, g: float) -> str:
+        at = _SIZE_USED.get(p, PEAK_SIZE)
+        return (f"{p} {g:.0f} GFLOP/s" if g >= 10 else f"{p} {g:.2g} GFLOP/s") + (f" (at {at}²)" if at != PEAK_SIZE
+                                                                                  else "")
+    return ", ".join(one(p, g) for p, g in peaks.items())
+
+
 def run_method_benchmark(*, pairs: list[str], methods: list[str], rounds: int, steps: int,
                          precision: str = "auto", log=print) -> list[dict]:
     """Step images/s of each method through the real Trainer (PMU 10 %, teacher cache off), relative to `kd`
@@ -455,14 +478,14 @@ def run_benchmark(*, pairs: list[str], what: str, rounds: int, steps: int, batch
         DATASETS.get("imagefolder")(load_config(None, ["data.name=imagefolder", f"data.root={data_root}"]).data)
     start = matmul_peaks()
     log(f"matmul peak ({PEAK_SIZE}², {torch.get_num_threads()} threads): "
-        + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in start.items()))
+        + _peaks_text(start))
     spec = {"what": what, "steps": steps, "batches": batches, "data_root": data_root, "precision": precision,
             "compile": compile_for_paper_run(compile_)}
     variants = [*VARIANTS, *(v + EAGER for v in VARIANTS[1:] if compare_compile)]
     results = _interleaved(pairs, variants, rounds, spec, log)
     # measured again at the end: a peak taken while another job ran would flatter every share
     end = matmul_peaks()
-    log("matmul peak at the end: " + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in end.items()))
+    log("matmul peak at the end: " + _peaks_text(end))
     peaks = {p: max(start[p], end[p]) for p in start}
     rows = [{"what": what, "pair": pair, "variant": v, **_medians(results[(pair, v)], results[(pair, "plain")])}
             for pair in pairs for v in variants]
@@ -487,7 +510,7 @@ def markdown(rows: list[dict], *, what: str, batches: int, steps: int, peaks: di
     scope += f"; runtime.precision={precision} for mixkd"
     peak = (f"Matmul peak ({PEAK_SIZE}², {torch.get_num_threads()} threads, the higher of two measurements, at "
             "the start and at the end): "
-            + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peaks.items())
+            + _peaks_text(peaks)
             + ". Share of peak = images/s × counted GFLOP per image (teacher forward on the rows it ran, student "
               "forward + backward) / the peak of the precision the variant ran in.")
     extra = {"precision": lambda r: r["precision"] + (f", compiled {r['compiled']}" if r.get("compiled") else ""),
