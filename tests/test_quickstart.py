@@ -44,3 +44,14 @@ def test_quickstart_reuses_only_runs_of_the_same_config(tmp_path, capsys, monkey
     assert not (out / "student-mixkd" / "summary.json").exists()
     assert main(["quickstart", *SMALL, "--out", str(out), "--quiet"]) == 0
     assert capsys.readouterr().out.split("\nplot:")[0] == table.split("\nplot:")[0]
+
+
+def test_missing_data_is_refused_without_leaving_a_folder(tmp_path, capsys):
+    out = tmp_path / "qs-cifar10"
+    argv = ["quickstart", *SMALL, "data.name=imagefolder", f"data.root={tmp_path / 'no.zip'}", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mixkd: error: imagefolder: nothing at ")
+    assert not out.exists()
+    (out / "keep").mkdir(parents=True)  # a folder that was there before is left as it was
+    assert main(argv) == 2 and (out / "keep").is_dir()

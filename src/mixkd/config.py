@@ -461,9 +461,11 @@ def _check_consistency(cfg: RunConfig) -> None:
     if o.schedule == "step":
         bad = [m for m in o.milestones if not 0 < m < o.epochs]
         if bad:
+            kept = "[" + ",".join(str(m) for m in o.milestones if 0 < m < o.epochs) + "]"
             raise ConfigError(
                 f"optim.milestones: {bad} are outside 1..{o.epochs - 1} (optim.epochs={o.epochs}); "
-                "lower the milestones or raise optim.epochs"
+                f"add optim.milestones={kept} to the command line (the decays a {o.epochs}-epoch run can have), "
+                "or raise optim.epochs"
             )
         if o.milestones != sorted(o.milestones):
             raise ConfigError(f"optim.milestones: must be increasing, got {o.milestones}")

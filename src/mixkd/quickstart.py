@@ -77,12 +77,17 @@ def quickstart(out: Path, extra: list[str], quiet: bool = False) -> str:
                          "reinstall it (pip install . from a checkout)")
     check_out_dir(out)
     plan = _plan(out, extra)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         results = [(step.label, _run(cfg, info, quiet)) for step, cfg, info in plan]
     except Stopped as e:
         raise Stopped(e.signum, "rerun the same `mixkd quickstart` command to continue (finished runs are "
                                 "reused, the stopped one resumed)") from None
+    except MixkdError:
+        if created and not any(out.iterdir()):  # refused before any run began (e.g. no data): leave no folder
+            out.rmdir()
+        raise
     table = format_table(results)
     png = plot_test_accuracy({s.label: out / s.name for s, _, _ in plan}, out / "accuracy.png",
                              title=f"Quickstart on {results[0][1]['dataset']}: test top-1")

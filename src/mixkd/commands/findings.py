@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                "  mixkd findings --dry-run --out runs/findings grid.seed=[0] grid.student=[T-S-T4,MixT-S-T4]\n")
     add_overrides(p, "config overrides for every run; vars.NAME=VALUE and grid.AXIS=[...] change the specs")
     p.add_argument("--data", default=None, metavar="ZIP",
-                   help="the CIFAR-10 JPEG zip or folder (default ../shared/data/cifar10-jpg.zip)")
+                   help="CIFAR-10 as an ImageFolder tree or zip of one (train/<class>/, test/<class>/; default "
+                        "../shared/data/cifar10-jpg.zip, where the project's machines keep it)")
     p.add_argument("--out", default="runs/findings", help="folder of the study's runs (default runs/findings)")
     p.add_argument("--doc", type=Path, default=Path("docs/findings.md"), help="the page (default docs/findings.md)")
     p.add_argument("--images", type=Path, default=Path("docs/images"),
@@ -57,8 +58,8 @@ def _run(args: argparse.Namespace) -> int:
     study = Study(Path(args.out), args.data or DEFAULT_DATA, tuple(overrides), tuple(settings))
     data_override = any(t.startswith(("data.root=", "data.name=")) for t in overrides)
     if not args.collect and not data_override and not Path(study.data).exists():
-        raise ConfigError(f"--data {study.data}: no such file or folder; pass the CIFAR-10 JPEG zip "
-                          "(../shared/data/cifar10-jpg.zip in the project's checkout)")
+        raise ConfigError(f"--data {study.data}: no such file or folder; pass --data PATH, CIFAR-10 as an "
+                          "ImageFolder tree or zip of one (train/<class>/ and test/<class>/ of JPEGs or PNGs)")
     if args.dry_run:
         for name, spec in study.specs.items():
             for line in dry_run_lines(spec.points(study.overrides), spec.out, prefix=f"{name}/"):
