@@ -17,6 +17,10 @@ class CheckpointError(MixkdError):
     """A checkpoint is missing, corrupt, or does not fit the model."""
 
 
+class UnreadableCheckpoint(CheckpointError):
+    """A complete checkpoint this installation cannot read (a newer torch or mixkd, a foreign file): kept as is."""
+
+
 class CacheError(MixkdError):
     """The teacher-output cache cannot be created or is damaged."""
 

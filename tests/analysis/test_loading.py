@@ -38,3 +38,16 @@ def test_bad_model_arguments(tmp_path, untrained_ckpt):
         load_models([tmp_path / "nope"])
     with pytest.raises(MixkdError, match="does not record its architecture"):
         load_models([untrained_ckpt], data="fashion-mnist")
+
+
+def test_the_checkpoint_each_model_is_read_from_is_said(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = trained_run[0]
+    only_last = tmp_path / "only-last"
+    shutil.copytree(run, only_last)
+    (only_last / "best.pt").unlink()
+    load_models([run, only_last], device="cpu", overrides=["data.test_subset=8"])
+    lines = capsys.readouterr().err.splitlines()
+    assert f"resnet8: {run / 'best.pt'}" in lines
+    assert f"only-last: {only_last / 'last.pt'} (the run has no best.pt: its last epoch)" in lines

@@ -37,6 +37,27 @@ def test_report_command(small_sweep, trained_run, tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("damage", ["cut-summary", "bad-config"])
+def test_a_broken_run_is_listed_and_the_others_reported(trained_run, tmp_path, damage):
+    import shutil
+
+    folder = tmp_path / "runs"
+    good, bad = folder / "good", folder / "bad"
+    shutil.copytree(trained_run[0], good)
+    shutil.copytree(trained_run[0], bad)
+    if damage == "cut-summary":
+        text = (bad / "summary.json").read_text()
+        (bad / "summary.json").write_text(text[: len(text) // 2])
+    else:
+        (bad / "config.yaml").write_text("model: [unclosed\n")
+    proc = run_mixkd("report", str(folder), "--out", str(tmp_path / "report"))
+    warning = [ln for ln in proc.stderr.splitlines() if ln.startswith("mixkd: warning: left out of the report: ")]
+    assert len(warning) == 1 and str(bad) in warning[0], proc.stderr
+    assert ("summary.json cannot be read" if damage == "cut-summary" else "config.yaml cannot be read") in warning[0]
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| good |" in md and "| bad |" not in md and "1 run(s) could not be read:" in md
+
+
 def test_report_of_nothing_is_one_line(tmp_path):
     with pytest.raises(MixkdError, match="no finished run"):
         find_runs([tmp_path])

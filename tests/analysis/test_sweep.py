@@ -211,6 +211,39 @@ def test_a_signal_stops_every_point_of_a_sweep_and_starts_no_other(tmp_path, how
     assert not (out / "results.csv").exists()
 
 
+@requires_fmnist
+def test_a_second_sweep_on_a_running_folder_and_orphaned_points_are_refused_in_one_line(tmp_path, capsys):
+    long = {"data.train_subset": 64, "data.test_subset": 64, "optim.epochs": 40, "optim.milestones": [30]}
+    spec = _tiny_spec(tmp_path, [0], long)
+    out, point = tmp_path / "out", tmp_path / "out" / "seed-0"
+    sweep = subprocess.Popen([sys.executable, "-m", "mixkd", "sweep", str(spec)], cwd=REPO, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid = None
+    try:
+        deadline = time.time() + 240
+        while not (point / "metrics.jsonl").exists():
+            assert time.time() < deadline and sweep.poll() is None, "the point should be training"
+            time.sleep(0.02)
+        pid = json.loads((point / ".mixkd-run").read_text())["pid"]
+        logs = {p.name: p.read_bytes() for p in (out / "logs").iterdir()}
+        assert main(["sweep", str(spec)]) == 2
+        line = _one_error_line(capsys)
+        assert f"{out} is being run by another sweep (pid {sweep.pid}); two sweeps must not share a folder" in line
+        assert {p.name: p.read_bytes() for p in (out / "logs").iterdir()} == logs
+        # the sweep's own process killed alone: its point trains on, and the rerun names it instead of failing it
+        sweep.kill()
+        sweep.wait(timeout=30)
+        assert _alive(pid)
+        assert main(["sweep", str(spec)]) == 2
+        line = _one_error_line(capsys)
+        assert f"1 point(s) of {out} are still being trained by earlier processes (seed-0; pids {pid})" in line
+        assert f"stop them (kill {pid}), then rerun this command" in line
+    finally:
+        sweep.kill()
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 PAPER_METHODS = {"kd", "fitnet", "at", "sp", "cc", "vid", "rkd", "pkt", "ab", "ft", "nst", "crd", "ickd"}
 
 

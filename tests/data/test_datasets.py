@@ -212,6 +212,35 @@ def test_imagefolder_missing_and_malformed(tmp_path: Path) -> None:
         build_data(DataConfig(name="imagefolder", root=str(tmp_path / "flat")))
 
 
+def test_imagefolder_with_one_class_is_refused(tmp_path: Path, image_tree) -> None:
+    image_tree(tmp_path / "one", classes=("cat",))
+    with pytest.raises(DataError, match=r"has one class \(cat\) in train/; a classifier needs at least two"):
+        build_data(DataConfig(name="imagefolder", root=str(tmp_path / "one")))
+
+
+@pytest.mark.parametrize("damage", ["crc", "inflate"])
+def test_a_damaged_zip_member_is_one_line_naming_it(tmp_path: Path, image_tree, damage: str) -> None:
+    image_tree(tmp_path / "tree")
+    z = tmp_path / "tiny.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as out:
+        for p in sorted((tmp_path / "tree").rglob("*.*")):
+            out.write(p, f"tiny/{p.relative_to(tmp_path / 'tree').as_posix()}")
+    with zipfile.ZipFile(z) as zz:
+        info = zz.getinfo("tiny/train/cat/001.png")
+    raw = bytearray(z.read_bytes())
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)  # the member's compressed bytes
+    if damage == "crc":  # flip the CRC-32 the central directory records (what zipfile checks the bytes against)
+        central = raw.find(info.filename.encode(), start + info.compress_size) - 46
+        raw[central + 16] ^= 0xFF
+    else:  # garble the deflate stream
+        raw[start:start + 8] = b"\xff" * 8
+    z.write_bytes(bytes(raw))
+    with pytest.raises(DataError) as e:
+        build_data(DataConfig(name="imagefolder", root=str(z)))
+    text = str(e.value)
+    assert "\n" not in text and text.startswith(f"{z}:tiny/train/cat/001.png: the zip is damaged"), text
+
+
 # --------------------------------------------------------------------------- archives and failed downloads
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mixkd.cli import main
-from mixkd.engine.rundir import RunState, inspect_run, load_checkpoint
+from mixkd.engine.rundir import MARKER, RunState, inspect_run, load_checkpoint
 from tests.conftest import requires_fmnist
 from tests.engine.conftest import ARGS
 
@@ -97,6 +97,52 @@ def test_corrupt_checkpoints_restart_from_the_first_epoch(killed, killed_runs, c
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
     assert "restarting from epoch 1" in capsys.readouterr().err
     assert_same_run(killed_runs["reference"], run)
+
+
+def _as_if_from_a_newer_torch(path) -> None:
+    """Rewrite the archive's `version` record, the field torch's loader checks first, to a version it cannot read."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        members = [(info, z.read(info)) for info in z.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for info, data in members:
+            z.writestr(info, b"99\n" if info.filename.endswith("/version") else data)
+
+
+def _newer_mixkd_format(path) -> None:
+    torch.save({**torch.load(path, weights_only=True), "format_version": 99}, path)
+
+
+def _not_a_checkpoint(path) -> None:
+    path.write_text("a note a user kept here\n")
+
+
+@pytest.mark.parametrize("make, reason", [
+    (_as_if_from_a_newer_torch, "cannot be read by this installation (torch "),
+    (_newer_mixkd_format, "has format version 99, newer than this mixkd reads"),
+    (_not_a_checkpoint, "is not a mixkd training checkpoint"),
+], ids=["newer-torch", "newer-mixkd", "foreign-file"])
+@pytest.mark.parametrize("name", ["last.pt", "best.pt"])
+def test_a_complete_checkpoint_that_cannot_be_read_is_never_replaced(make, reason, name, killed, capsys):
+    run = killed("no-summary")
+    make(run / name)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != MARKER}
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    line = _one_error_line(capsys)
+    assert reason in line and str(run / name) in line, line
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != MARKER} == before
+
+
+def test_an_architecture_edited_into_config_yaml_is_one_line(killed, capsys):
+    run = killed("no-summary")
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("arch: resnet8", "arch: resnet14", 1))
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != MARKER}
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    line = _one_error_line(capsys)
+    assert "names model.arch=resnet14, but the run's checkpoint holds a resnet8; put model.arch: resnet8 back" in line
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != MARKER} == before
 
 
 def test_resume_of_a_finished_run_says_so_and_touches_nothing(killed, capsys):

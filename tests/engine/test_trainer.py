@@ -82,6 +82,38 @@ def test_a_bad_teacher_file_fails_before_the_data_is_prepared(finished_run, tmp_
     assert not (tmp_path / "run").exists()
 
 
+def _teacher_variant(finished_run, tmp_path, change) -> str:
+    out, _ = finished_run
+    state = torch.load(out / "best.pt", weights_only=True)
+    change(state)
+    torch.save(state, tmp_path / "teacher.pt")
+    return str(tmp_path / "teacher.pt")
+
+
+def _nan_weight(state) -> None:
+    state["model"]["fc.weight"][0, 0] = float("nan")
+
+
+def _other_classes(state) -> None:
+    state["dataset"] = {**state["dataset"], "name": "imagefolder",
+                        "classes": ["cat", *state["dataset"]["classes"][1:]]}
+
+
+@pytest.mark.parametrize("change, says", [
+    (_nan_weight, "1 weight tensors hold NaN or infinity (the first: fc.weight), so it cannot teach"),
+    (_other_classes, "was trained on imagefolder whose class 0 is 'cat', but class 0 of fashion-mnist here is "
+                     "'T-shirt/top': its outputs would teach the wrong classes"),
+], ids=["nan-weights", "other-dataset"])
+def test_a_teacher_that_cannot_teach_is_refused_before_anything_is_written(finished_run, tmp_path, capsys, change,
+                                                                           says):
+    teacher = _teacher_variant(finished_run, tmp_path, change)
+    run = tmp_path / "run"
+    assert main(["distill", *TINY, "distill.method=kd", "--teacher", teacher, "--out", str(run), "--quiet"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and says in err[0], err
+    assert not run.exists()
+
+
 def _strict_rows(run) -> list[dict]:
     strict = {"parse_constant": lambda c: pytest.fail(f"{c} in metrics.jsonl")}
     return [json.loads(line, **strict) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -160,3 +192,15 @@ def test_tensorboard_events_hold_every_metric(tensorboard_run):
         scalars = events.Scalars(tag)
         assert [s.step for s in scalars] == [r["epoch"] for r in rows], tag
         assert [s.value for s in scalars] == pytest.approx([r[tag] for r in rows], rel=1e-6), tag
+
+
+@pytest.mark.parametrize("method", ["rkd", "sp", "cc"])
+def test_a_batch_relational_method_refuses_a_batch_of_one_before_any_work(method, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["distill", *TINY, "data.batch_size=1", f"distill.method={method}", "--teacher", str(tmp_path / "t.pt"),
+            "--out", str(run), "--quiet"]
+    assert main(argv) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and f"distill.method={method} relates the samples of a batch and needs at least 2 per " \
+        "batch, but data.batch_size=1 gives 1; raise data.batch_size" in err[0], err
+    assert not run.exists()

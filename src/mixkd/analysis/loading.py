@@ -16,6 +16,7 @@ from mixkd.data.seeding import TEST, TRAIN_EVAL, generator
 from mixkd.engine.distributed import resolve_device
 from mixkd.errors import ConfigError, MixkdError
 from mixkd.models.weights import load_model, read_checkpoint
+from mixkd.progress import note
 
 SPLITS = ("train", "test")
 
@@ -164,6 +165,8 @@ def load_models(paths: Sequence[str | Path], *, arch: str | None = None, data: s
             raise ConfigError(f"{path} predicts {n} classes but {data_cfg.name} has {eval_data.spec.num_classes}; "
                               "pass the dataset it was trained on with --data NAME")
         models.append(LoadedModel(label, model, getattr(model, "arch", want or "?"), path, cfg))
+        fallback = " (the run has no best.pt: its last epoch)" if path.is_dir() and ckpt.name == "last.pt" else ""
+        note(f"{label}: {ckpt}{fallback}")
     return models, eval_data
 
 

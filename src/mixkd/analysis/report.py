@@ -40,8 +40,11 @@ class Run:
         return self.summary.get(key)
 
 
-def find_runs(paths: Sequence[str | Path]) -> list[Run]:
-    """Run directories named directly, or found (summary.json) anywhere under the given folders."""
+def find_runs(paths: Sequence[str | Path], broken: list[str] | None = None) -> list[Run]:
+    """Run directories named directly, or found (summary.json) anywhere under the given folders.
+
+    A run whose summary.json or config.yaml cannot be read is left out and described in `broken` (when given;
+    else it is an error), so one damaged folder does not hide the others."""
     runs: list[Run] = []
     for p in map(Path, paths):
         if not p.exists():
@@ -50,9 +53,28 @@ def find_runs(paths: Sequence[str | Path]) -> list[Run]:
         if not found:
             raise MixkdError(f"{p}: no finished run (summary.json) in it or below it; did the run finish?")
         for d in found:
-            cfg = yaml.safe_load((d / "config.yaml").read_text()) if (d / "config.yaml").is_file() else {}
-            runs.append(Run(d, json.loads((d / "summary.json").read_text()), cfg or {}))
+            try:
+                runs.append(_read_run(d))
+            except MixkdError as e:
+                if broken is None:
+                    raise
+                broken.append(str(e))
     return list({r.path.resolve(): r for r in runs}.values())
+
+
+def _read_run(d: Path) -> Run:
+    try:
+        summary = json.loads((d / "summary.json").read_text())
+    except (OSError, ValueError) as e:
+        raise MixkdError(f"{d}: summary.json cannot be read ({type(e).__name__}: {str(e)[:120]})") from None
+    try:
+        cfg = yaml.safe_load((d / "config.yaml").read_text()) if (d / "config.yaml").is_file() else {}
+    except (OSError, yaml.YAMLError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise MixkdError(f"{d}: config.yaml cannot be read ({first})") from None
+    if not isinstance(summary, dict) or not isinstance(cfg or {}, dict):
+        raise MixkdError(f"{d}: summary.json or config.yaml does not hold a mapping")
+    return Run(d, summary, cfg or {})
 
 
 def _seedless(cfg: dict) -> str:
@@ -173,12 +195,16 @@ def markdown_pivot(table: dict) -> str:
     return markdown_table([f"{table['row_key']} \\ {table['col_key']}", *table["cols"]], body) + note
 
 
-def write_report(runs: Sequence[Run], out: Path, title: str = "Test accuracy") -> dict[str, Path]:
-    """report.md, report.csv and curves.png (test top-1 per epoch of every run) in `out`."""
+def write_report(runs: Sequence[Run], out: Path, title: str = "Test accuracy",
+                 broken: Sequence[str] = ()) -> dict[str, Path]:
+    """report.md, report.csv and curves.png (test top-1 per epoch of every run) in `out`; report.md also lists
+    the `broken` runs that were left out."""
     from mixkd.analysis.curves import plot_test_accuracy
 
     rows = report_rows(runs)
-    md = write_text(out / "report.md", f"# {title}\n\n" + markdown_report(rows))
+    left_out = "".join(f"\n- left out: {b}" for b in broken)
+    md = write_text(out / "report.md", f"# {title}\n\n" + markdown_report(rows)
+                    + (f"\n{len(broken)} run(s) could not be read:{left_out}\n" if broken else ""))
     csv = write_csv(out / "report.csv", rows)
     names = unique_labels([r.path for r in runs], [r.label for r in runs])
     png = plot_test_accuracy(dict(zip(names, (r.path for r in runs), strict=True)), out / "curves.png", title=title)

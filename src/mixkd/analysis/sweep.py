@@ -24,6 +24,8 @@ Point directories are named AXIS-LABEL_AXIS-LABEL..., or by the `name:` template
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import itertools
 import json
 import math
@@ -47,7 +49,7 @@ import yaml
 from mixkd.analysis.tables import markdown_table, write_csv, write_text
 from mixkd.config import find_recipe, load_config, parse_override, read_yaml_mapping, to_dict
 from mixkd.engine.rundir import RunState, inspect_run, reuse_problem
-from mixkd.errors import ConfigError, Stopped
+from mixkd.errors import ConfigError, MixkdError, Stopped
 from mixkd.registry import Registry
 
 RESULT_COLUMNS = ("best_top1", "best_top5", "best_epoch", "last_top1", "last_top5", "teacher_top1", "wall_time_s")
@@ -396,6 +398,52 @@ def run_sweep(spec: SweepSpec, extra: Sequence[str] = (), jobs: int = 1,
     A signal (Ctrl-C, SIGTERM) stops every running point and starts no other, then raises `Stopped`.
     """
     points = spec.points(extra)
+    check_points(points, spec.out, require_teachers=False, require_reusable=False)  # configs, before any file
+    with _sweep_lock(spec.out):
+        return _run_locked(spec, points, extra, jobs, say)
+
+
+SWEEP_LOCK = ".mixkd-sweep"  # its fcntl lock marks the one sweep process that runs a sweep folder
+
+
+@contextlib.contextmanager
+def _sweep_lock(out: Path):
+    """Hold the sweep folder for this process, or refuse in one line, before anything is written in it."""
+    lock, created = out / SWEEP_LOCK, not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise MixkdError(f"cannot create the sweep folder {out}: {e.strerror}; pick another --out") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise MixkdError(f"{out} is being run by another sweep (pid {pid}); two sweeps must not share a folder: "
+                         "wait for that one (or stop it), or pick another --out") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    except MixkdError:
+        if created and [p.name for p in out.iterdir()] == [SWEEP_LOCK]:  # refused before any work: leave nothing
+            lock.unlink()
+            out.rmdir()
+        raise
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _run_locked(spec: SweepSpec, points: list[Point], extra: Sequence[str], jobs: int,
+                say: Callable[[str], None]) -> tuple[list[dict], int]:
+    held = {p.name: inspect_run(spec.out / p.name).holder for p in points}
+    held = {name: pid for name, pid in held.items() if pid is not None}
+    if held:  # the point processes of an earlier sweep that was killed on its own (SIGKILL of its pid alone)
+        pids = " ".join(str(pid) for pid in sorted(set(held.values())))
+        raise MixkdError(f"{len(held)} point(s) of {spec.out} are still being trained by earlier processes "
+                         f"({', '.join(sorted(held)[:3])}{', ...' if len(held) > 3 else ''}; pids {pids}): wait "
+                         f"for them to finish, or stop them (kill {pids}), then rerun this command")
     check_points(points, spec.out)
     todo = [p for p in points if status(spec.out / p.name) != "done"]
     say(f"sweep {spec.path.name}: {len(points)} points, {len(points) - len(todo)} already done, "

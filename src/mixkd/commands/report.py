@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from mixkd.cli import HelpFormatter
@@ -44,9 +45,14 @@ def _run(args: argparse.Namespace) -> int:
     if bool(args.rows) != bool(args.cols):
         raise MixkdError("--rows and --cols go together (e.g. --rows method --cols pair)")
     check_out_dir(args.out)
-    runs = find_runs(args.runs)
+    broken: list[str] = []
+    runs = find_runs(args.runs, broken)
+    for problem in broken:
+        print(f"mixkd: warning: left out of the report: {problem}", file=sys.stderr)
+    if not runs:
+        raise MixkdError(f"no readable run among {len(broken)} found; the first: {broken[0]}")
     table = pivot(runs, args.rows, args.cols, args.value) if args.rows else None  # bad keys fail before writing
-    paths = write_report(runs, args.out, args.title)
+    paths = write_report(runs, args.out, args.title, broken)
     print(markdown_report(report_rows(runs)), end="")
     if table is not None:
         text = markdown_pivot(table)

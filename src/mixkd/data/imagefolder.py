@@ -9,6 +9,7 @@ import os
 import sys
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,12 @@ class ImageFiles:
     def image(self, i: int) -> Image.Image:
         """Image `i` as RGB."""
         try:
-            with Image.open(io.BytesIO(self.read(i))) as img:
+            data = self.read(i)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:  # a member failing its CRC or its inflation
+            raise DataError(f"{self.name(i)}: the zip is damaged ({e}); replace {self.base} with a good copy "
+                            "(`unzip -t` lists every damaged member)") from None
+        try:
+            with Image.open(io.BytesIO(data)) as img:
                 return img.convert("RGB")
         except (OSError, SyntaxError) as e:
             raise DataError(f"{self.name(i)}: cannot decode image ({e})") from None
@@ -126,6 +132,9 @@ def scan(root: Path) -> tuple[bool, tuple[str, ...], dict[str, tuple[list[str], 
             f"imagefolder: {root}{'/' + prefix if prefix else ''} needs images in train/<class>/ and in "
             "val/<class>/ or test/<class>/; " + hint
         )
+    if len(classes) == 1:
+        raise DataError(f"imagefolder: {root}{'/' + prefix if prefix else ''} has one class ({classes[0]}) in "
+                        "train/; a classifier needs at least two class folders: train/<class>/ for each class")
     extra = sorted({c for c, _ in found[eval_name]} - set(classes))
     if extra:
         raise DataError(f"imagefolder: {eval_name}/ has classes missing from train/: {', '.join(extra[:5])}")

@@ -96,6 +96,11 @@ class Distiller(nn.Module):
         return {**cls.defaults, **given}
 
     @classmethod
+    def min_batch(cls) -> int:
+        """The fewest samples per batch (per process) the method's loss is meaningful on."""
+        return 1
+
+    @classmethod
     def check_config(cls, cfg: DistillConfig) -> None:
         """Reject settings the method cannot honour, before any work starts."""
         kd = _pick(cfg.kd_weight, cls.default_kd_weight)

@@ -127,6 +127,11 @@ class FeatureDistiller(Distiller):
             if params and not any(id(p) in active for p in params):
                 child.eval()
 
+    @classmethod
+    def min_batch(cls) -> int:
+        """The term's: batch-relational terms compare the samples of a batch with each other."""
+        return cls.term_cls.min_batch
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The term's main-stage parameters (FT's paraphraser trains only in the init stage)."""
         return list(self.term.stage_parameters("main")) if self.term_cls.main_stage else []

@@ -16,6 +16,8 @@ import json
 import os
 import signal
 import tempfile
+import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
@@ -26,9 +28,10 @@ import torch
 import yaml
 
 from mixkd.engine.signals import uninterrupted
-from mixkd.errors import CheckpointError, ConfigError, MixkdError
+from mixkd.errors import CheckpointError, ConfigError, MixkdError, UnreadableCheckpoint
 
 CHECKPOINT_FORMAT = "mixkd"
+CHECKPOINT_VERSION = 1  # raised when a checkpoint's contents change in a way older mixkd cannot read
 MARKER = ".mixkd-run"  # marks a folder as a mixkd run; its fcntl lock marks the run's one writer
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -146,20 +149,74 @@ def _atomic_write(path: Path, write: Any) -> None:
 
 def save_checkpoint(state: dict, path: Path) -> None:
     """Atomically save a mixkd checkpoint."""
-    atomic_write_bytes(path, lambda f: torch.save({**state, "format": CHECKPOINT_FORMAT}, f))
+    atomic_write_bytes(path, lambda f: torch.save(
+        {**state, "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION}, f))
+
+
+def damage(path: Path) -> str | None:
+    """Why `path` is provably torn or damaged (empty, zeroed, a cut-short zip, a member failing its CRC), or None.
+
+    torch.save writes a zip archive; anything else that fails to load (a complete archive of a newer torch, a
+    foreign file, a file this user may not read) is not damage, and a resume must not replace it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            if not head.strip(b"\0"):
+                return "empty" if not head else "zeroed"
+            if not head.startswith(b"PK\x03\x04"):
+                return None  # not a zip archive at all: not something mixkd wrote and a kill cut short
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except zipfile.BadZipFile:
+        return "a cut-short zip archive"
+    except (zlib.error, EOFError):
+        return "an archive member cannot be read back"
+    except OSError:
+        return None
+    return f"archive member {bad} fails its CRC" if bad is not None else None
 
 
 def load_checkpoint(path: Path) -> dict:
-    """Load a mixkd checkpoint, turning a missing or corrupt file into one clear line."""
+    """Load a mixkd checkpoint; a missing, damaged or unreadable file is one clear line.
+
+    A damaged file raises CheckpointError; a complete file this installation cannot read (written by a newer
+    torch or mixkd, or not a mixkd checkpoint) raises UnreadableCheckpoint, which callers must never overwrite."""
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; was the run started with this --out folder?")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for truncated zips and pickles
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__})") from None
+        why = damage(path)
+        if why is not None:
+            raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({why}; {type(e).__name__})") from None
+        if not _starts_as_zip(path):
+            raise UnreadableCheckpoint(f"{path} is not a mixkd training checkpoint (not a PyTorch zip archive); "
+                                       "mixkd keeps it: move it out of the folder to start the run over") from None
+        raise UnreadableCheckpoint(
+            f"checkpoint {path} cannot be read by this installation (torch {torch.__version__}: "
+            f"{_first_line(e)}); the file is complete, so mixkd keeps it: continue with the torch and mixkd "
+            "that wrote it, or move it out of the folder to start the run over") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a mixkd training checkpoint (no 'format: mixkd' entry)")
+        raise UnreadableCheckpoint(f"{path} is not a mixkd training checkpoint (no 'format: mixkd' entry); "
+                                   "mixkd keeps it: move it out of the folder to start the run over")
+    version = state.get("format_version", 1)
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise UnreadableCheckpoint(f"checkpoint {path} has format version {version}, newer than this mixkd reads "
+                                   f"({CHECKPOINT_VERSION}); upgrade mixkd to continue the run (the file is kept)")
     return state
+
+
+def _starts_as_zip(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return True  # unreadable for another reason (permissions): the loader's own words say more
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(e).__name__)[:300]
 
 
 # --------------------------------------------------------------------------- what a folder holds
@@ -533,15 +590,17 @@ class RunDir:
         last.pt when it is readable, else best.pt (a complete training state of an earlier epoch, so resuming
         from it is as exact as from last.pt), else None: the run restarts from its first epoch.
         """
-        problems = []
+        problems, states = [], {}
         for path in (self.last, self.best):
             if not path.exists():
                 continue
-            try:
-                state = load_checkpoint(path)
+            try:  # both are read: a file that is complete but unreadable here stops the resume (it would be
+                states[path] = load_checkpoint(path)  # overwritten by the next epoch's save)
+            except UnreadableCheckpoint:
+                raise
             except CheckpointError as e:
                 problems.append(str(e))
-                continue
+        for path, state in states.items():
             note = f"{'; '.join(problems)}; continuing from best.pt (epoch {state['epoch']})" if problems else None
             return state, path, note
         return None, None, (f"{'; '.join(problems)}; restarting from epoch 1" if problems else None)
@@ -562,6 +621,8 @@ class RunDir:
         if state["epoch"] > 0 and state["best"]["epoch"] == state["epoch"]:  # epoch 0: an init-stage checkpoint
             try:
                 best_epoch = load_checkpoint(self.best)["epoch"]
+            except UnreadableCheckpoint:
+                raise
             except CheckpointError:
                 best_epoch = None
             if best_epoch != state["epoch"]:

@@ -27,6 +27,7 @@ from mixkd.engine.metrics import evaluate
 from mixkd.engine.precision import (
     autocast,
     cxx_compiler,
+    isolate_compile_cache,
     resolve_channels_last,
     resolve_compile,
     resolve_precision,
@@ -52,10 +53,10 @@ from mixkd.engine.rundir import (
 )
 from mixkd.engine.schedule import lr_at, set_lr
 from mixkd.engine.signals import uninterrupted
-from mixkd.errors import ConfigError, MixkdError, Stopped
+from mixkd.errors import CheckpointError, ConfigError, MixkdError, Stopped
 from mixkd.mixing import MIXERS, MixResult, build_mixer
 from mixkd.models import MODELS, build_model
-from mixkd.models.weights import load_model
+from mixkd.models.weights import load_model, load_weights, model_from_payload, non_finite, read_checkpoint
 
 
 def derive_seed(*parts: int) -> int:
@@ -145,12 +146,21 @@ class Trainer:
         MIXERS.get(cfg.mixing.name)
         if cfg.teacher.arch:
             MODELS.get(cfg.teacher.arch)
-        method_class(cfg.distill.method).check_config(cfg.distill)
+        method = method_class(cfg.distill.method)
+        method.check_config(cfg.distill)
+        world = self.rt.dist.world_size
+        per_process = cfg.data.batch_size // world
+        if per_process < method.min_batch():
+            spread = f" over {world} processes" if world > 1 else ""
+            raise ConfigError(
+                f"distill.method={cfg.distill.method} relates the samples of a batch and needs at least "
+                f"{method.min_batch()} per batch, but data.batch_size={cfg.data.batch_size}{spread} gives "
+                f"{per_process}; raise data.batch_size")
         if needs_teacher(cfg.distill.method):
             if not cfg.teacher.checkpoint:
                 raise ConfigError(
-                    f"distill.method={cfg.distill.method} needs a teacher: pass teacher.checkpoint=PATH "
-                    "(and teacher.arch=NAME for community checkpoints)"
+                    f"distill.method={cfg.distill.method} needs a teacher: pass --teacher PATH "
+                    "(teacher.checkpoint=PATH in a config; add teacher.arch=NAME for community checkpoints)"
                 )
             if not Path(cfg.teacher.checkpoint).is_file():
                 raise ConfigError(f"teacher.checkpoint: no file at {cfg.teacher.checkpoint}")
@@ -163,11 +173,19 @@ class Trainer:
 
     def _build(self) -> None:
         cfg, rt = self.cfg, self.rt
+        self._teacher_dataset: dict | None = None  # what a mixkd teacher's checkpoint records of its data
         if needs_teacher(cfg.distill.method):
             # read the teacher's file before the data, so a bad checkpoint fails before minutes of data
             # preparation; it is loaded again where it always was, as building it draws from the seeded RNG
+            payload = read_checkpoint(cfg.teacher.checkpoint)
             with torch.random.fork_rng(devices=[]):
-                load_model(cfg.teacher.checkpoint, arch=cfg.teacher.arch)
+                bad = non_finite(model_from_payload(payload, cfg.teacher.checkpoint, arch=cfg.teacher.arch))
+            if bad:
+                raise CheckpointError(f"teacher {cfg.teacher.checkpoint}: {len(bad)} weight tensors hold NaN or "
+                                      f"infinity (the first: {bad[0]}), so it cannot teach; use another checkpoint "
+                                      "(a diverged run's best.pt is often still finite)")
+            recorded = payload.get("dataset") if payload.get("format") == "mixkd" else None
+            self._teacher_dataset = recorded if isinstance(recorded, dict) else None
         seed_everything(cfg.seed)
         self.data: DataBundle = build_data(cfg.data, device=rt.device, seed=cfg.seed,
                                            rank=rt.dist.rank, world_size=rt.dist.world_size)
@@ -233,6 +251,14 @@ class Trainer:
                 f"teacher {cfg.teacher.checkpoint} has {model.num_classes} classes but {cfg.data.name} has "
                 f"{num_classes}; distil on the dataset the teacher was trained on"
             )
+        recorded, spec = self._teacher_dataset, self.data.spec
+        if recorded and recorded.get("classes") and list(recorded["classes"]) != list(spec.classes):
+            theirs, ours = list(recorded["classes"]), list(spec.classes)
+            i = next((i for i, (a, b) in enumerate(zip(theirs, ours, strict=False)) if a != b), len(ours) - 1)
+            raise ConfigError(
+                f"teacher {cfg.teacher.checkpoint} was trained on {recorded.get('name')} whose class {i} is "
+                f"{theirs[i]!r}, but class {i} of {spec.name} here is {ours[i]!r}: its outputs would teach the "
+                "wrong classes; distil on the data the teacher was trained on")
         model = model.to(self.rt.device)
         if self.rt.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -258,6 +284,7 @@ class Trainer:
             torch._dynamo.config.suppress_errors = True
         self.student_compiled = True
         self._say("the student's training forward is compiled (runtime.compile): the first steps take longer")
+        isolate_compile_cache()
         return torch.compile(student)
 
     def _compile_teacher(self, teacher: FrozenTeacher) -> None:
@@ -354,6 +381,12 @@ class Trainer:
     def _resume_state(self) -> dict | None:
         """The checkpoint to continue from (None: restart from epoch 1); on rank 0 the files are made to agree."""
         state, source, note = self.run.resume_state()
+        arch = self.cfg.model.arch
+        if state is not None and state.get("arch") not in (None, arch):  # before repair() touches any file
+            raise CheckpointError(
+                f"{self.run.path / 'config.yaml'} names model.arch={arch}, but the run's checkpoint holds a "
+                f"{state['arch']}; put model.arch: {state['arch']} back in config.yaml to continue the run, or "
+                "start a new run with --out")
         if self.rt.dist.is_main:
             if note:
                 print(f"mixkd: note: {note}", file=sys.stderr)
@@ -515,7 +548,7 @@ class Trainer:
         start_init = 0
         state = self._resume_state() if self.resume else None
         if state is not None:
-            self.model.load_state_dict(state["model"])
+            load_weights(self.model, state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state["scaler"])
             if "distiller" in state:

@@ -95,7 +95,13 @@ def load_model(
     path: str | os.PathLike[str], arch: str | None = None, num_classes: int | None = None
 ) -> nn.Module:
     """Build the checkpoint's architecture, load its weights and return it in eval mode."""
-    state_dict, meta = extract_state_dict(read_checkpoint(path))
+    return model_from_payload(read_checkpoint(path), path, arch, num_classes)
+
+
+def model_from_payload(payload: Mapping[str, Any], path: str | os.PathLike[str], arch: str | None = None,
+                       num_classes: int | None = None) -> nn.Module:
+    """`load_model` of a checkpoint already read (`path` names it in errors)."""
+    state_dict, meta = extract_state_dict(payload)
     arch = _agree(path, "arch", meta["arch"], arch)
     if arch is None:
         raise CheckpointError(
@@ -110,6 +116,11 @@ def load_model(
     except CheckpointError as exc:
         raise CheckpointError(f"checkpoint {path}: {exc}") from None
     return model.eval()
+
+
+def non_finite(model: nn.Module) -> list[str]:
+    """Names of the model's floating-point weights and buffers that hold NaN or infinity."""
+    return [k for k, v in model.state_dict().items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def _torch_load(path: Path) -> Any:

@@ -28,6 +28,7 @@ class SimilarityPreserving(FeatureTerm):
     paper = "Tung & Mori, Similarity-Preserving Knowledge Distillation, ICCV 2019"
     default_weight = 3000.0
     batch_relational = True
+    min_batch = 2  # one sample's similarity matrix is [1] for student and teacher alike: the loss is 0
 
     def compute(self, s: list[Tensor], t: list[Tensor]) -> Tensor:
         b = s[0].shape[0]
