@@ -46,8 +46,9 @@ def test_one_step_of_two_processes_equals_one_process(tmp_path):
 
     Measured (relative distance of every float entry of the state_dict): 3.0e-8 after 1 step, on AMD Zen 4
     (AVX-512) and with its kernels capped at AVX2 alike; per-process BatchNorm (runtime.sync_bn=false) gives
-    2.7e-3, and a wrong split or mean moves the weights more. After that the two trajectories diverge about 30x per step whatever the CPU (1e-6 after 2
-    steps, 3e-5 after 4, 1.5e-3 to 4.6e-3 after 16), so longer runs are not compared across process counts."""
+    2.7e-3, and a wrong split or mean moves the weights more. After that the two trajectories diverge about 30x
+    per step whatever the CPU (1e-6 after 2 steps, 3e-5 after 4, 1.5e-3 to 4.6e-3 after 16), so longer runs are
+    not compared across process counts."""
     one, two = tmp_path / "one", tmp_path / "two"
     step = ["data.train_subset=32"]  # one batch of 32: a single optimizer step
     run_mixkd("train", *ARGS, *step, "--out", str(one), "--quiet")
