@@ -152,3 +152,45 @@ def test_resume_of_a_finished_run_says_so_and_touches_nothing(killed, capsys):
     err = capsys.readouterr().err
     assert f"{run} is already finished (3 epochs" in err and "nothing to do" in err
     assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir()} == before
+
+
+def _image_tree(root, seed: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", 16), ("test", 4)):
+        for c in ("cat", "dog"):
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+
+
+def test_a_resume_on_other_data_of_the_same_name_is_refused_and_a_symlinked_copy_is_not(tmp_path, monkeypatch,
+                                                                                        capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    _image_tree(first / "data", seed=0)
+    _image_tree(second / "data", seed=1)  # the same class names, other images
+    monkeypatch.setenv("MIXKD_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    args = ["data.name=imagefolder", "data.root=data", "data.batch_size=8", "data.eval_batch_size=8",
+            "model.arch=resnet8", "optim.epochs=1", "optim.milestones=[]", "runtime.device=cpu",
+            "runtime.precision=fp32", "runtime.threads=1"]
+    monkeypatch.chdir(first)
+    assert main(["train", *args, "--out", str(run), "--quiet"]) == 0
+    config = run / "config.yaml"  # what a 2-epoch run killed after its first epoch leaves
+    config.write_text(config.read_text().replace("epochs: 1", "epochs: 2", 1))
+    (run / "summary.json").unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != MARKER}
+
+    monkeypatch.chdir(second)  # the relative data.root now names other images
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2
+    line = _one_error_line(capsys)
+    assert f"{run} was trained on other data than data.root=data (from {second}) holds now (mean, std differ)" in line
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != MARKER} == before
+
+    (tmp_path / "third").mkdir()
+    (tmp_path / "third" / "data").symlink_to(first / "data")  # the same files through a symlink: continues
+    monkeypatch.chdir(tmp_path / "third")
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2

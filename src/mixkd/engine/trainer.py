@@ -387,11 +387,31 @@ class Trainer:
                 f"{self.run.path / 'config.yaml'} names model.arch={arch}, but the run's checkpoint holds a "
                 f"{state['arch']}; put model.arch: {state['arch']} back in config.yaml to continue the run, or "
                 "start a new run with --out")
+        if state is not None:
+            self._check_same_data(state.get("dataset"))
         if self.rt.dist.is_main:
             if note:
                 print(f"mixkd: note: {note}", file=sys.stderr)
             self.run.repair(state, source)
         return state
+
+    def _check_same_data(self, recorded: dict | None) -> None:
+        """Refuse to continue on other data than the run started on: a relative data.root read from another
+        working directory, or a folder whose images changed. Compared by content (classes, the per-channel
+        statistics of the training images, image size), so a moved or symlinked copy of the same data passes."""
+        if not recorded:
+            return
+        spec = self.data.spec
+        now = {"classes": list(spec.classes), "mean": list(spec.mean), "std": list(spec.std),
+               "image_size": spec.image_size}
+        differ = [k for k in now if k in recorded and _as_list(recorded[k]) != _as_list(now[k])]
+        if differ:
+            root = self.cfg.data.root
+            where = f"data.root={root} (from {Path.cwd()})" if root else f"{self.cfg.data.name}'s default folder"
+            raise ConfigError(
+                f"{self.run.path} was trained on other data than {where} holds now ({', '.join(differ)} differ); "
+                "resume from the folder the run was started in, or point data.root at its data (an absolute path "
+                "keeps it from depending on the working directory)")
 
     def _write_config(self) -> None:
         """config.yaml of a new run (a resumed run writes its changed keys with its first new epoch)."""
@@ -669,6 +689,10 @@ class Trainer:
     def _say(self, text: str) -> None:
         if not self.quiet and self.rt.dist.is_main:
             tqdm.write(text, file=sys.stderr)
+
+
+def _as_list(v) -> list:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
 
 
 def train(cfg: RunConfig, out: str | Path | None = None, *, config_path: str | None = None,
