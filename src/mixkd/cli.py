@@ -27,7 +27,7 @@ COMMAND_MODULES = [
 ]
 
 EPILOG = """examples:
-  mixkd quickstart                                   # teacher + three students on Fashion-MNIST, ~2 min
+  mixkd quickstart                                   # teacher + three students on Fashion-MNIST, 3-5 min
   mixkd train configs/quickstart/teacher.yaml optim.epochs=2 optim.milestones=[1] --out runs/teacher
   mixkd models
   mixkd train --help

@@ -9,7 +9,7 @@ import sys
 from mixkd.cli import HelpFormatter
 
 _EXAMPLES = """examples:
-  mixkd bench step --rounds 1 --steps 5                  # a quick look, about a minute
+  mixkd bench step --pairs r20-r8 --rounds 1 --steps 5 --compile off   # a quick look: uncompiled, smallest pair
   mixkd bench step --rounds 3 --steps 10                 # what docs/speed.md reports
   mixkd bench step --precision fp32                      # mixkd in fp32, as on a CPU without bf16
   mixkd bench step --compile off                         # teacher and student uncompiled
