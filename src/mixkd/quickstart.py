@@ -14,7 +14,7 @@ from mixkd.analysis.curves import plot_test_accuracy
 from mixkd.analysis.tables import markdown_table, write_text
 from mixkd.config import RECIPE_DIR, RunConfig, load_config, to_dict
 from mixkd.engine.rundir import RunInfo, RunState, check_out_dir, inspect_run, reuse_problem
-from mixkd.engine.trainer import read_summary, train
+from mixkd.engine.trainer import check_finished_run_inputs, read_summary, train
 from mixkd.errors import MixkdError, Stopped
 
 CONFIG_DIR = RECIPE_DIR / "quickstart"  # shipped with mixkd: found in a checkout and in an installed wheel
@@ -51,6 +51,8 @@ def _plan(out: Path, extra: list[str]) -> list[tuple[Step, RunConfig, RunInfo]]:
         if problem:
             raise MixkdError(f"{problem}; the quickstart reuses only runs of the same config: pick another --out "
                              f"(e.g. --out {out}-2), or delete {info.path} to redo it")
+        if info.state is RunState.FINISHED:  # reused only on the data and teacher it was trained with
+            check_finished_run_inputs(cfg, info.path)
         plan.append((step, cfg, info))
     return plan
 

@@ -14,6 +14,7 @@ from mixkd.analysis.sweep import load_spec, status
 from mixkd.cli import main
 from mixkd.errors import ConfigError
 from tests.conftest import REPO, TINY, requires_fmnist, run_mixkd
+from tests.imagezip import write_image_tree
 
 FIGURES = REPO / "configs" / "paper" / "figures"
 
@@ -304,3 +305,21 @@ def test_points_that_share_a_teacher_share_its_logits_on_disk_exactly(tmp_path, 
     train(load_config(None, [*args, "mixing.fraction=0.5", "teacher.cache=off"]), tmp_path / "live", quiet=True)
     a, b = (load_checkpoint(p / "last.pt")["model"] for p in (tmp_path / "out" / "pmu-p50", tmp_path / "live"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_finished_point_is_not_reused_on_other_data_under_the_same_relative_path(tmp_path, monkeypatch, capsys):
+    for folder, seed in (("first", 0), ("second", 1)):
+        write_image_tree(tmp_path / folder / "data", seed=seed)
+    monkeypatch.setenv("MIXKD_CACHE", str(tmp_path / "cache"))
+    spec = _spec(tmp_path, {"out": str(tmp_path / "out"), "grid": {"seed": [0]}, "overrides": {
+        "data.name": "imagefolder", "data.root": "data", "data.batch_size": 8, "data.eval_batch_size": 8,
+        "model.arch": "resnet8", "optim.epochs": 1, "optim.milestones": [], "runtime.device": "cpu",
+        "runtime.precision": "fp32", "runtime.threads": 1}})
+    monkeypatch.chdir(tmp_path / "first")
+    assert main(["sweep", str(spec)]) == 0
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path / "second")  # data/ here holds other images of the same classes
+    assert main(["sweep", str(spec)]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"mixkd: error: sweep point seed-0: {tmp_path / 'out' / 'seed-0'} was trained on other "
+                           f"data than data.root=data (from {tmp_path / 'second'}) holds now"), line

@@ -10,6 +10,7 @@ from mixkd.cli import main
 from mixkd.engine.rundir import MARKER, RunState, inspect_run, load_checkpoint
 from tests.conftest import requires_fmnist
 from tests.engine.conftest import ARGS
+from tests.imagezip import write_image_tree
 
 pytestmark = requires_fmnist
 
@@ -154,23 +155,11 @@ def test_resume_of_a_finished_run_says_so_and_touches_nothing(killed, capsys):
     assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir()} == before
 
 
-def _image_tree(root, seed: int) -> None:
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", 16), ("test", 4)):
-        for c in ("cat", "dog"):
-            (root / split / c).mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
-
-
 def test_a_resume_on_other_data_of_the_same_name_is_refused_and_a_symlinked_copy_is_not(tmp_path, monkeypatch,
                                                                                         capsys):
     first, second = tmp_path / "first", tmp_path / "second"
-    _image_tree(first / "data", seed=0)
-    _image_tree(second / "data", seed=1)  # the same class names, other images
+    write_image_tree(first / "data", seed=0)
+    write_image_tree(second / "data", seed=1)  # the same class names, other images
     monkeypatch.setenv("MIXKD_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
     args = ["data.name=imagefolder", "data.root=data", "data.batch_size=8", "data.eval_batch_size=8",
@@ -193,4 +182,38 @@ def test_a_resume_on_other_data_of_the_same_name_is_refused_and_a_symlinked_copy
     (tmp_path / "third" / "data").symlink_to(first / "data")  # the same files through a symlink: continues
     monkeypatch.chdir(tmp_path / "third")
     assert main(["train", "--resume", str(run), "--quiet"]) == 0
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+
+
+def test_a_resume_with_another_teacher_under_the_same_relative_path_is_refused_and_a_symlink_is_not(
+        tmp_path, monkeypatch, capsys):
+    write_image_tree(tmp_path / "data", seed=0)
+    monkeypatch.setenv("MIXKD_CACHE", str(tmp_path / "cache"))
+    common = [f"data.root={tmp_path / 'data'}", "data.name=imagefolder", "data.batch_size=8",
+              "data.eval_batch_size=8", "optim.epochs=1", "optim.milestones=[]", "runtime.device=cpu",
+              "runtime.precision=fp32", "runtime.threads=1", "--quiet"]
+    for folder, seed in (("first", 0), ("second", 1)):  # two teachers of the same data at the same relative path
+        (tmp_path / folder).mkdir()
+        assert main(["train", *common, "model.arch=resnet8", f"seed={seed}",
+                     "--out", str(tmp_path / folder / "teacher")]) == 0
+    run = tmp_path / "student"
+    monkeypatch.chdir(tmp_path / "first")
+    assert main(["distill", *common, "--teacher", "teacher/best.pt", "model.arch=resnet8",
+                 "distill.method=kd", "--out", str(run)]) == 0
+    config = run / "config.yaml"  # what a 2-epoch run killed after its first epoch leaves
+    config.write_text(config.read_text().replace("epochs: 1", "epochs: 2", 1))
+    (run / "summary.json").unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != MARKER}
+
+    monkeypatch.chdir(tmp_path / "second")  # teacher/best.pt is now the other teacher
+    assert main(["distill", "--resume", str(run), "--quiet"]) == 2
+    line = _one_error_line(capsys)
+    assert (f"{run} was distilled from another teacher than teacher/best.pt (from {tmp_path / 'second'}) holds now"
+            in line), line
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != MARKER} == before
+
+    (tmp_path / "third").mkdir()
+    (tmp_path / "third" / "teacher").symlink_to(tmp_path / "first" / "teacher")  # the same file: continues
+    monkeypatch.chdir(tmp_path / "third")
+    assert main(["distill", "--resume", str(run), "--quiet"]) == 0
     assert json.loads((run / "summary.json").read_text())["epochs"] == 2

@@ -446,6 +446,14 @@ def _run_locked(spec: SweepSpec, points: list[Point], extra: Sequence[str], jobs
                          f"for them to finish, or stop them (kill {pids}), then rerun this command")
     check_points(points, spec.out)
     todo = [p for p in points if status(spec.out / p.name) != "done"]
+    from mixkd.engine.trainer import check_finished_run_inputs
+
+    for p in points:  # a finished point is reused only on the data and teacher it was trained with
+        if p not in todo:
+            try:
+                check_finished_run_inputs(p.config(), spec.out / p.name)
+            except MixkdError as e:
+                raise type(e)(f"sweep point {p.name}: {e}") from None
     say(f"sweep {spec.path.name}: {len(points)} points, {len(points) - len(todo)} already done, "
         f"{len(todo)} to run ({jobs} at a time) -> {spec.out}")
     logs = spec.out / "logs"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -18,10 +19,10 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from mixkd.config import RunConfig, to_dict
+from mixkd.config import DataConfig, RunConfig, to_dict
 from mixkd.data import DATASETS, Batch, DataBundle, build_data
 from mixkd.distill import DistillContext, FrozenTeacher, build_distiller, method_class, needs_teacher
-from mixkd.distill.cache import build_teacher_cache, check_cache_dir
+from mixkd.distill.cache import build_teacher_cache, check_cache_dir, weights_digest
 from mixkd.engine import distributed as D
 from mixkd.engine.metrics import evaluate
 from mixkd.engine.precision import (
@@ -47,6 +48,7 @@ from mixkd.engine.rundir import (
     config_differences,
     describe_differences,
     inspect_run,
+    load_checkpoint,
     resume_command,
     save_checkpoint,
     saved_config,
@@ -174,18 +176,21 @@ class Trainer:
     def _build(self) -> None:
         cfg, rt = self.cfg, self.rt
         self._teacher_dataset: dict | None = None  # what a mixkd teacher's checkpoint records of its data
+        self._teacher_sha256: str | None = None  # the teacher's weights, so a resume can tell it is the same one
         if needs_teacher(cfg.distill.method):
             # read the teacher's file before the data, so a bad checkpoint fails before minutes of data
             # preparation; it is loaded again where it always was, as building it draws from the seeded RNG
             payload = read_checkpoint(cfg.teacher.checkpoint)
             with torch.random.fork_rng(devices=[]):
-                bad = non_finite(model_from_payload(payload, cfg.teacher.checkpoint, arch=cfg.teacher.arch))
+                loaded = model_from_payload(payload, cfg.teacher.checkpoint, arch=cfg.teacher.arch)
+            bad = non_finite(loaded)
             if bad:
                 raise CheckpointError(f"teacher {cfg.teacher.checkpoint}: {len(bad)} weight tensors hold NaN or "
                                       f"infinity (the first: {bad[0]}), so it cannot teach; use another checkpoint "
                                       "(a diverged run's best.pt is often still finite)")
             recorded = payload.get("dataset") if payload.get("format") == "mixkd" else None
             self._teacher_dataset = recorded if isinstance(recorded, dict) else None
+            self._teacher_sha256 = weights_digest(loaded)
         seed_everything(cfg.seed)
         self.data: DataBundle = build_data(cfg.data, device=rt.device, seed=cfg.seed,
                                            rank=rt.dist.rank, world_size=rt.dist.world_size)
@@ -331,6 +336,7 @@ class Trainer:
             "best": best,
             "elapsed_s": elapsed,
             "teacher_eval": teacher_eval,
+            "teacher_sha256": self._teacher_sha256,
         }
 
     # ------------------------------------------------------------------ the run folder
@@ -388,30 +394,12 @@ class Trainer:
                 f"{state['arch']}; put model.arch: {state['arch']} back in config.yaml to continue the run, or "
                 "start a new run with --out")
         if state is not None:
-            self._check_same_data(state.get("dataset"))
+            check_same_inputs(self.cfg, self.run.path, state, self.data.spec, self._teacher_sha256)
         if self.rt.dist.is_main:
             if note:
                 print(f"mixkd: note: {note}", file=sys.stderr)
             self.run.repair(state, source)
         return state
-
-    def _check_same_data(self, recorded: dict | None) -> None:
-        """Refuse to continue on other data than the run started on: a relative data.root read from another
-        working directory, or a folder whose images changed. Compared by content (classes, the per-channel
-        statistics of the training images, image size), so a moved or symlinked copy of the same data passes."""
-        if not recorded:
-            return
-        spec = self.data.spec
-        now = {"classes": list(spec.classes), "mean": list(spec.mean), "std": list(spec.std),
-               "image_size": spec.image_size}
-        differ = [k for k in now if k in recorded and _as_list(recorded[k]) != _as_list(now[k])]
-        if differ:
-            root = self.cfg.data.root
-            where = f"data.root={root} (from {Path.cwd()})" if root else f"{self.cfg.data.name}'s default folder"
-            raise ConfigError(
-                f"{self.run.path} was trained on other data than {where} holds now ({', '.join(differ)} differ); "
-                "resume from the folder the run was started in, or point data.root at its data (an absolute path "
-                "keeps it from depending on the working directory)")
 
     def _write_config(self) -> None:
         """config.yaml of a new run (a resumed run writes its changed keys with its first new epoch)."""
@@ -689,6 +677,63 @@ class Trainer:
     def _say(self, text: str) -> None:
         if not self.quiet and self.rt.dist.is_main:
             tqdm.write(text, file=sys.stderr)
+
+
+def check_same_inputs(cfg: RunConfig, path: Path, state: dict, spec, teacher_sha256: str | None) -> None:
+    """Refuse to continue or reuse the run at `path` (its checkpoint `state`) on other data or with another
+    teacher than it started with: a relative data.root or teacher.checkpoint read from another working directory,
+    or files replaced since. Compared by content (classes, per-channel statistics of the training images and
+    image size; the teacher's weights), so a moved or symlinked copy of the same files passes."""
+    recorded = state.get("dataset") or {}
+    now = {"classes": list(spec.classes), "mean": list(spec.mean), "std": list(spec.std),
+           "image_size": spec.image_size}
+    differ = [k for k in now if k in recorded and _as_list(recorded[k]) != _as_list(now[k])]
+    if differ:
+        root = cfg.data.root
+        where = f"data.root={root} (from {Path.cwd()})" if root else f"{cfg.data.name}'s default folder"
+        raise ConfigError(
+            f"{path} was trained on other data than {where} holds now ({', '.join(differ)} differ); "
+            "resume from the folder the run was started in, or point data.root at its data (an absolute path "
+            "keeps it from depending on the working directory)")
+    recorded_teacher = state.get("teacher_sha256")
+    if recorded_teacher and teacher_sha256 and recorded_teacher != teacher_sha256:
+        teacher = cfg.teacher.checkpoint
+        where = f"{teacher} (from {Path.cwd()})" if not Path(teacher).is_absolute() else teacher
+        raise ConfigError(
+            f"{path} was distilled from another teacher than {where} holds now (its weights differ); "
+            "resume from the folder the run was started in, or point teacher.checkpoint at the run's teacher "
+            "(an absolute path keeps it from depending on the working directory)")
+
+
+def check_finished_run_inputs(cfg: RunConfig, path: Path) -> None:
+    """Before a finished run is reused as a result of `cfg` (quickstart, sweep): its data and teacher are those
+    `cfg` names now (see check_same_inputs)."""
+    state = None
+    for name in ("last.pt", "best.pt"):
+        if (path / name).is_file():
+            state = load_checkpoint(path / name)
+            break
+    if state is None:
+        return
+    spec = _data_spec(json.dumps(to_dict(cfg.data), sort_keys=True), str(Path.cwd()))
+    teacher = None
+    if (needs_teacher(cfg.distill.method) and state.get("teacher_sha256")
+            and Path(cfg.teacher.checkpoint or "").is_file()):
+        file = Path(cfg.teacher.checkpoint).resolve()
+        teacher = _teacher_sha256(str(file), file.stat().st_mtime_ns, cfg.teacher.arch)
+    check_same_inputs(cfg, path, state, spec, teacher)
+
+
+@functools.lru_cache(maxsize=4)  # a sweep checks many finished points of one dataset
+def _data_spec(data_json: str, cwd: str):
+    data = DataConfig(**json.loads(data_json))
+    return DATASETS.get(data.name)(data).spec
+
+
+@functools.lru_cache(maxsize=16)
+def _teacher_sha256(path: str, mtime_ns: int, arch: str | None) -> str:
+    with torch.random.fork_rng(devices=[]):
+        return weights_digest(load_model(path, arch=arch))
 
 
 def _as_list(v) -> list:
