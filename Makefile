@@ -2,7 +2,8 @@
 # Each sets itself up: a virtual environment in .venv, mixkd and its dependencies, and the
 # offline Fashion-MNIST data (Debian package dataset-fashion-mnist) where apt-get can install it.
 # `make test-slow` runs every test, the long ones included; `make bench` the step benchmark of docs/speed.md.
-# `make findings` runs (or resumes) the study behind docs/findings.md and rewrites the page (about an hour on 2 idle CPU cores).
+# `make findings` runs (or resumes) the study behind docs/findings.md and rewrites the page (about an hour on 2 idle CPU cores);
+# a bare `mixkd findings` writes its page into the study's folder instead (runs/findings/findings.md).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -61,4 +62,4 @@ bench: setup data
 	$(VENV)/bin/mixkd bench step --rounds 3 --steps 10
 
 findings: setup
-	$(VENV)/bin/mixkd findings --jobs 2
+	$(VENV)/bin/mixkd findings --jobs 2 --page docs/findings.md

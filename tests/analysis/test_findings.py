@@ -166,11 +166,48 @@ def test_findings_dry_run_lists_every_run(tmp_path):
     zip_path.write_bytes(b"")  # --dry-run checks that the data is there, it does not read it
     proc = run_mixkd("findings", "--dry-run", "--data", str(zip_path), "--out", str(tmp_path / "runs"))
     lines = proc.stdout.splitlines()
-    assert lines[-1] == f"39 runs -> {tmp_path / 'runs'}; then the analyses and docs/findings.md"
+    # the page's default place is the study's folder, not docs/ of wherever the command runs
+    assert lines[-1] == f"39 runs -> {tmp_path / 'runs'}; then the analyses and {tmp_path / 'runs' / 'findings.md'}"
     assert sum(line.startswith("new ") for line in lines) == 39
     assert any("mixkd distill " in line and "teachers/Mix-T/seed2/best.pt" in line for line in lines)
     bad = run_mixkd("findings", "--dry-run", "--data", str(tmp_path / "nope.zip"), check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("mixkd: error: --data ") and "no such file" in bad.stderr
+
+
+def test_the_page_goes_into_the_studys_folder_unless_page_names_another(tmp_path):
+    """Run outside a checkout (as an installed mixkd is), the page and its files land beside the runs, not in
+    the current folder's docs/; --page puts them anywhere, images and CSV files beside it."""
+    settings = ("grid.seed=[0]", "grid.student=[T-S-T4]")
+    study = Study(tmp_path / "study", "cifar.zip", settings=settings)
+    configs = {name: next(iter(spec.points())).config() for name, spec in study.specs.items()}
+    for (group, seed), run in study.runs().items():
+        _fake_run(run, configs[group.split("/")[0]], {"best_top1": ACC[group][seed], "best_epoch": 3,
+                                                       "last_top1": ACC[group][seed]})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    args = ["findings", "--collect", "--analyses", "--out", str(study.root), *settings]
+    proc = run_mixkd(*args, cwd=elsewhere)
+    page = study.root / "findings.md"
+    assert proc.stdout.strip().splitlines()[-1] == \
+        f"wrote {page}, {study.root / 'images'}/findings-*.png and {study.root / 'findings'}/*.csv"
+    assert "Runs finished: 3 of 3" in page.read_text()
+    assert (study.root / "images" / "findings-curves.png").stat().st_size > 5000
+    assert "(images/findings-curves.png)" in page.read_text()
+    assert (study.root / "findings" / "runs.csv").is_file()
+    assert list(elsewhere.iterdir()) == []  # nothing in the folder it ran in
+
+    proc = run_mixkd(*args, "--page", "notes/page.md", cwd=elsewhere)  # relative: to the current folder
+    assert (elsewhere / "notes" / "page.md").is_file() and (elsewhere / "notes" / "page" / "runs.csv").is_file()
+    assert (elsewhere / "notes" / "images" / "findings-curves.png").is_file()
+    bad = run_mixkd(*args, "--page", str(tmp_path / "page.txt"), check=False, cwd=elsewhere)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        f"mixkd: error: --page {tmp_path / 'page.txt'}: the page is a Markdown file; name one ending in .md, "
+        f"e.g. {study.root / 'findings.md'}"]
+
+
+def test_make_findings_rewrites_the_checkouts_page():
+    recipe = [ln.strip() for ln in (REPO / "Makefile").read_text().split("\nfindings:", 1)[1].splitlines()[1:2]]
+    assert recipe == ["$(VENV)/bin/mixkd findings --jobs 2 --page docs/findings.md"]
 
 
 def test_the_specs_ship_with_the_package():

@@ -1,4 +1,5 @@
-"""docs/findings.md from the findings study's numbers: a verdict per claim, its tables and figures, CSV files.
+"""The findings page (docs/findings.md in a checkout) from the study's numbers: a verdict per claim, its
+tables and figures, CSV files.
 
 Everything on the page is computed from the run folders (summary.json, metrics.jsonl) and the cached
 analyses of `Study.analyse`; nothing is typed in by hand, so the page can be regenerated at any time and a
@@ -495,9 +496,10 @@ def write_findings(study: Study, analyses: dict[str, dict[int, dict]], doc: Path
         parts += [f"## {c.number}. {c.title}", "", f"Paper: {c.paper}. Verdict here: **{headline(c.verdict)}**.",
                   "", *c.body, ""]
     parts += ["## Regenerate", "",
-              "From the repository root, `make findings` runs the study (resuming what is missing: finished runs "
-              "are skipped, stopped ones resumed), its analyses (cached next to the runs) and rewrites this page; "
-              "the command's --data and --out options say where the CIFAR-10 JPEG zip and the run folders are. "
+              "The command below runs the study (resuming what is missing: finished runs are skipped, stopped "
+              "ones resumed), its analyses (cached next to the runs) and rewrites this page (its --page; without "
+              "one the page goes into the study's folder); in a checkout, `make findings` does so for "
+              "docs/findings.md. Its --data and --out options say where the CIFAR-10 JPEG zip and the run folders are. "
               "The specs are `configs/findings/teachers.yaml` and `configs/findings/students.yaml` (recipe "
               "`configs/findings/base.yaml`); `mixkd findings --dry-run` lists every run and its command, and "
               "`--collect` rewrites the page from the finished runs without training. This page was written by:",

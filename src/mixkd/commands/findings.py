@@ -1,4 +1,8 @@
-"""`mixkd findings`: run (or resume) the findings study, analyse its runs, and write docs/findings.md."""
+"""`mixkd findings`: run (or resume) the findings study, analyse its runs, and write its page.
+
+The page goes where `--page` says, by default next to the study's runs (OUT/findings.md), never into the
+current folder's docs/ unasked: `make findings` passes `--page docs/findings.md` to rewrite the checkout's page.
+"""
 
 from __future__ import annotations
 
@@ -15,25 +19,33 @@ ANALYSES = ("logits", "features", "attack")
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `findings`."""
     p = sub.add_parser(
-        "findings", help="run the findings study (configs/findings/), analyse it, write docs/findings.md",
+        "findings", help="run the findings study (configs/findings/), analyse it, write its page (findings.md)",
         formatter_class=HelpFormatter,
         epilog="Runs teachers.yaml then students.yaml (finished runs are skipped, stopped ones resumed), measures\n"
                "entropy, V-scores and robustness per seed (cached next to the runs), then writes the page, its\n"
-               "figures (docs/images/findings-*.png) and CSV files (docs/findings/). KEY=VALUE overrides apply to\n"
-               "every run, grid.seed=[0,1] and the like narrow the specs' axes. The whole study (39 runs, under\n"
-               "an hour on 2 idle CPU cores) is `make findings`; --collect rewrites the page from finished runs.\n"
+               "figures (images/findings-*.png beside the page) and CSV files (a folder named as the page, e.g.\n"
+               "findings/). The page goes to --page, by default into the study's folder: OUT/findings.md, with\n"
+               "OUT/images/ and OUT/findings/; nothing is written into the current folder unless --page points\n"
+               "there. In a checkout, `make findings` runs the whole study (39 runs, under an hour on 2 idle CPU\n"
+               "cores) with --page docs/findings.md, rewriting the repository's page. KEY=VALUE overrides apply to\n"
+               "every run, grid.seed=[0,1] and the like narrow the specs' axes; --collect rewrites the page from\n"
+               "finished runs.\n"
                "examples:\n  mixkd findings --dry-run\n"
-               "  mixkd findings --dry-run --out runs/findings grid.seed=[0] grid.student=[T-S-T4,MixT-S-T4]\n")
+               "  mixkd findings --dry-run --out runs/findings grid.seed=[0] grid.student=[T-S-T4,MixT-S-T4]\n"
+               "  mixkd findings --dry-run --page docs/findings.md     # what `make findings` runs and rewrites\n")
     add_overrides(p, "config overrides for every run; vars.NAME=VALUE and grid.AXIS=[...] change the specs")
     p.add_argument("--data", default=None, metavar="ZIP",
                    help="CIFAR-10 as an ImageFolder tree or zip of one (train/<class>/, test/<class>/; default "
                         "../shared/data/cifar10-jpg.zip, where the project's machines keep it)")
     p.add_argument("--out", default="runs/findings", help="folder of the study's runs (default runs/findings)")
-    p.add_argument("--doc", type=Path, default=Path("docs/findings.md"), help="the page (default docs/findings.md)")
-    p.add_argument("--images", type=Path, default=Path("docs/images"),
-                   help="folder of the page's figures (default docs/images)")
-    p.add_argument("--tables", type=Path, default=Path("docs/findings"),
-                   help="folder of the page's CSV files (default docs/findings)")
+    p.add_argument("--page", "--doc", dest="page", type=Path, metavar="PATH",
+                   help="the Markdown page to write (default: OUT/findings.md, in the study's folder; "
+                        "docs/findings.md rewrites a checkout's page, as `make findings` does)")
+    p.add_argument("--images", type=Path, metavar="DIR",
+                   help="folder of the page's figures (default: images/ beside the page)")
+    p.add_argument("--tables", type=Path, metavar="DIR",
+                   help="folder of the page's CSV files (default: beside the page, named as it: findings/ for "
+                        "findings.md)")
     p.add_argument("--jobs", type=int, default=2, metavar="N", help="runs in parallel (default 2)")
     p.add_argument("--analyses", nargs="*", choices=ANALYSES, default=list(ANALYSES), metavar="NAME",
                    help=f"analyses to run and report: {', '.join(ANALYSES)} (default all; none: give no name)")
@@ -56,6 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     for text in overrides:
         parse_override(text)
     study = Study(Path(args.out), args.data or DEFAULT_DATA, tuple(overrides), tuple(settings))
+    page, images, tables = page_paths(Path(args.out), args.page, args.images, args.tables)
     data_override = any(t.startswith(("data.root=", "data.name=")) for t in overrides)
     if not args.collect and not data_override and not Path(study.data).exists():
         raise ConfigError(f"--data {study.data}: no such file or folder; pass --data PATH, CIFAR-10 as an "
@@ -64,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
         for name, spec in study.specs.items():
             for line in dry_run_lines(spec.points(study.overrides), spec.out, prefix=f"{name}/"):
                 print(line)
-        print(f"{len(study.runs())} runs -> {study.root}; then the analyses and {args.doc}")
+        print(f"{len(study.runs())} runs -> {study.root}; then the analyses and {page}")
         return 0
     if not args.collect:
         study.run(args.jobs)
@@ -73,6 +86,18 @@ def _run(args: argparse.Namespace) -> int:
     analyses = study.analyse(kinds=args.analyses)
     # the page's own command: --collect writes the same page as the run that trained
     command = "mixkd findings " + " ".join(shlex.quote(a) for a in sys.argv[2:] if a != "--collect")
-    doc = write_findings(study, analyses, args.doc, args.images, args.tables, command.strip())
-    print(f"wrote {doc}, {args.images}/findings-*.png and {args.tables}/*.csv")
+    doc = write_findings(study, analyses, page, images, tables, command.strip())
+    print(f"wrote {doc}, {images}/findings-*.png and {tables}/*.csv")
     return 0
+
+
+def page_paths(out: Path, page: Path | None, images: Path | None, tables: Path | None) -> tuple[Path, Path, Path]:
+    """(page, figures folder, CSV folder): the page defaults to the study's folder, its files sit beside it."""
+    page = page if page is not None else out / "findings.md"
+    if page.suffix.lower() != ".md":
+        from mixkd.errors import ConfigError
+
+        raise ConfigError(f"--page {page}: the page is a Markdown file; name one ending in .md, e.g. "
+                          f"{out / 'findings.md'}")
+    return (page, images if images is not None else page.parent / "images",
+            tables if tables is not None else page.parent / page.stem)
