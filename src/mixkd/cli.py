@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "mixkd.commands.analyze",
     "mixkd.commands.attack",
     "mixkd.commands.sweep",
+    "mixkd.commands.cohort",
     "mixkd.commands.report",
     "mixkd.commands.findings",
 ]

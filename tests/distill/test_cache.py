@@ -228,7 +228,7 @@ def test_padding_few_row_forwards_makes_an_fp32_teacher_batch_independent(capfd)
     # a teacher whose full batch depends on its other rows cannot be padded into independence
     centred = FrozenTeacher(BatchCentred(), "fp32")
     assert pad_small_batches(centred, x) is not None and centred.min_rows == 1
-    # the real fp32 teacher as the Trainer runs it: `auto` keeps a cache, and the check passes for it as padded
+    # the real fp32 teacher as training runs it: `auto` keeps a cache, and the check passes for it as padded
     real = FrozenTeacher(build_model("resnet8", 10), "fp32", channels_last=True, fold_bn=True)
     cache = build_teacher_cache(load_config(None, small + ["teacher.cache=auto"]), real, data)
     assert isinstance(cache, MemoryLogitCache) and cache.table.dtype == torch.float32
@@ -446,7 +446,7 @@ def test_worker_loader_bypasses_the_cache_with_a_warning(tmp_path, teacher_ckpt)
 
 @pytest.mark.parametrize("where", ["file", "under-file"])
 def test_a_cache_dir_that_is_a_file_is_one_line_before_any_work(tmp_path, where):
-    from mixkd.engine.trainer import Trainer
+    from mixkd.engine.cohort import Cohort, Member
     from mixkd.errors import ConfigError
 
     teacher = tmp_path / "teacher.pt"
@@ -457,7 +457,7 @@ def test_a_cache_dir_that_is_a_file_is_one_line_before_any_work(tmp_path, where)
     cfg = load_config(None, [*TINY, "distill.method=kd", f"teacher.checkpoint={teacher}", "teacher.arch=resnet8",
                              "teacher.cache=disk", f"teacher.cache_dir={cache_dir}"])
     with pytest.raises(ConfigError) as e:
-        Trainer(cfg, tmp_path / "run")  # checks before any data or model is loaded
+        Cohort([Member(cfg, tmp_path / "run")])  # checks before any data or model is loaded
     msg = str(e.value)
     assert msg.startswith(f"teacher.cache_dir: {cache_dir} ") and "point it at a folder" in msg and "\n" not in msg
     assert not (tmp_path / "run").exists() and blocker.read_text() == "a file, not a folder"

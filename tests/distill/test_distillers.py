@@ -5,7 +5,8 @@ from mixkd.config import DistillConfig, MixingConfig, load_config
 from mixkd.data import Batch
 from mixkd.distill import DISTILLERS, DistillContext, FrozenTeacher, build_distiller
 from mixkd.distill.losses import hinton_kd, kl_batchmean, soft_cross_entropy, std_rescale, zscore
-from mixkd.engine.trainer import Trainer
+from mixkd.engine.cohort import Cohort, Member
+from mixkd.engine.trainer import train
 from mixkd.errors import ConfigError
 from mixkd.mixing import build_mixer
 from mixkd.models import build_model
@@ -60,13 +61,13 @@ def test_teacher_stays_in_eval_mode_without_gradients():
 @requires_fmnist
 def test_short_distillation_leaves_teacher_weights_and_bn_stats_unchanged(tmp_path):
     teacher_dir = tmp_path / "teacher"
-    Trainer(load_config(None, TINY + ["optim.epochs=1", "optim.milestones=[]"]), teacher_dir, quiet=True).fit()
+    train(load_config(None, TINY + ["optim.epochs=1", "optim.milestones=[]"]), teacher_dir, quiet=True)
     cfg = load_config(None, TINY + ["optim.epochs=1", "optim.milestones=[]", "distill.method=mixkd", "mixing.name=mixup",
                                     "mixing.fraction=0.5", f"teacher.checkpoint={teacher_dir / 'last.pt'}"])
-    trainer = Trainer(cfg, tmp_path / "student", quiet=True)
-    summary = trainer.fit()
+    cohort = Cohort([Member(cfg, tmp_path / "student")], quiet=True)
+    (summary,) = cohort.fit()
     before = torch.load(teacher_dir / "last.pt", weights_only=True)["model"]
-    after = trainer.teacher.model.state_dict()
+    after = cohort.students[0].teacher.model.state_dict()
     assert set(before) == set(after)
     for k in before:
         assert torch.equal(before[k], after[k]), k  # includes BatchNorm running_mean/var and counters
@@ -76,4 +77,4 @@ def test_short_distillation_leaves_teacher_weights_and_bn_stats_unchanged(tmp_pa
     reference = build_model("resnet8", 10)
     reference.load_state_dict(before)
     with torch.no_grad():
-        torch.testing.assert_close(trainer.teacher.fast(x), reference.eval()(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(cohort.students[0].teacher.fast(x), reference.eval()(x), rtol=1e-4, atol=1e-4)

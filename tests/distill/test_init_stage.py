@@ -24,13 +24,13 @@ def test_ab_init_stage_trains_the_body_and_connectors_not_the_classifier(built_t
     term = trainer.distiller.term
     assert {id(p) for p in term.stage_parameters("init")} <= {id(p) for p in trainer.init_stage.parameters}
     trainer.distiller.train_stage(init=True)
-    _, logits, terms, _ = trainer.init_step(batch, 10)
+    _, logits, terms, _ = trainer.step(batch, init=True)
     assert logits is None and set(terms) == {"ab_init"}
     changed = _changed(student, trainer.model)
     assert changed and not any(k.startswith("fc.") for k in changed)
     # the main stage is CE alone (AB's published recipe) and does not train the connectors
     assert trainer.distiller.trainable_parameters() == [] and len(trainer.optimizer.param_groups) == 1
-    _, _, terms, _ = trainer.step(batch, 10)
+    _, _, terms, _ = trainer.step(batch)
     assert set(terms) == {"ce"}
 
 
@@ -41,14 +41,14 @@ def test_ft_paraphraser_trains_first_then_stays_frozen(built_trainer):
     batch = next(iter(trainer.data.train))
     student, para, trans = _params(trainer.model), _params(term.paraphrasers), _params(term.translators)
     trainer.distiller.train_stage(init=True)
-    trainer.init_step(batch, 10)
+    trainer.step(batch, init=True)
     assert _changed(para, term.paraphrasers) and not _changed(trans, term.translators)
     assert not _changed(student, trainer.model)  # the student does not take part in FT's init stage
     para = _params(term.paraphrasers)
     trainer.distiller.train_stage(init=False)
     assert not term.paraphrasers.training and term.translators.training
     set_lr(trainer.optimizer, 0.05)
-    trainer.step(batch, 10)
+    trainer.step(batch)
     assert not _changed(para, term.paraphrasers) and _changed(trans, term.translators)
     opt = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
     assert not opt & {id(p) for p in term.paraphrasers.parameters()}

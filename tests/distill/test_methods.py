@@ -37,7 +37,7 @@ def test_each_method_trains_with_and_without_pmu_from_a_frozen_teacher(method, b
         if mixing == "pmu":
             trainer.mixer = build_mixer(MixingConfig(name="mixup", fraction=0.5), seed=0)
         for _ in range(2):
-            mixed, logits, terms, loss = trainer.step(batch, 10)
+            mixed, logits, terms, loss = trainer.step(batch)
             assert logits.shape == (32, 10) and terms and math.isfinite(float(loss.detach()))
             assert all(v.ndim == 0 for v in terms.values())
         assert bool(mixed.mixed.any()) == (mixing == "pmu")
@@ -57,6 +57,6 @@ def test_each_method_trains_with_and_without_pmu_from_a_frozen_teacher(method, b
     trainer.distiller.set_epoch(30)
     trainer.optimizer.state.clear()
     set_lr(trainer.optimizer, 0.01)
-    losses = [float(trainer.step(batch, 10)[3].detach()) for _ in range(SETTLE.get(method, 0) + 6)]
+    losses = [float(trainer.step(batch)[3].detach()) for _ in range(SETTLE.get(method, 0) + 6)]
     losses = losses[SETTLE.get(method, 0):]
     assert losses[-1] < losses[0], losses

@@ -12,7 +12,7 @@ from mixkd.cli import main
 from mixkd.config import load_config
 from mixkd.distill import FrozenTeacher
 from mixkd.engine import precision as P
-from mixkd.engine.trainer import Trainer
+from mixkd.engine.cohort import Cohort, Member
 from mixkd.errors import ConfigError
 from mixkd.models import build_model
 from tests.conftest import TINY, requires_fmnist
@@ -44,7 +44,7 @@ def test_on_without_a_cxx_compiler_is_one_line_before_any_work(monkeypatch, tmp_
     cfg = load_config(None, TINY + ["distill.method=kd", f"teacher.checkpoint={ckpt}", "teacher.arch=resnet8",
                                     f"{key}=on"])
     with pytest.raises(ConfigError, match=f"{key}=on needs a C\\+\\+ compiler.*{key}=off"):
-        Trainer(cfg, tmp_path / "run", quiet=True)
+        Cohort([Member(cfg, tmp_path / "run")], quiet=True)
     assert not (tmp_path / "run").exists()
 
 

@@ -75,7 +75,7 @@ def test_a_bad_teacher_file_fails_before_the_data_is_prepared(finished_run, tmp_
     def no_data(*args, **kwargs):
         raise AssertionError("the data was prepared before the teacher's file was read")
 
-    monkeypatch.setattr("mixkd.engine.trainer.build_data", no_data)
+    monkeypatch.setattr("mixkd.engine.assembly.build_data", no_data)
     cfg = load_config(None, TINY + ["distill.method=kd", f"teacher.checkpoint={tmp_path / 'teacher.pt'}"])
     with pytest.raises(CheckpointError, match="teacher.pt: cannot be read, truncated"):
         train(cfg, tmp_path / "run", quiet=True)

@@ -14,6 +14,7 @@ _EXAMPLES = """examples:
   mixkd bench step --precision fp32                      # mixkd in fp32, as on a CPU without bf16
   mixkd bench step --compile off                         # teacher and student uncompiled
   mixkd bench epoch --pairs r110-r20 --rounds 1 --batches 40 --data-root ../shared/data/cifar10-jpg.zip
+  mixkd bench cohort --pairs r110-r20 --case features,fmu --steps 5 --data-root ../shared/data/cifar10-jpg.zip
 """
 
 
@@ -23,7 +24,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Each variant runs in its own process; rounds are interleaved. "
                                    "On a shared machine, run one benchmark at a time.",
                        epilog=_EXAMPLES, formatter_class=HelpFormatter)
-    p.add_argument("what", choices=["step", "epoch"], help="the distillation step alone, or an epoch with data")
+    p.add_argument("what", choices=["step", "epoch", "cohort"],
+                   help="the distillation step alone, an epoch with data, or a cohort against its students alone")
+    p.add_argument("--case", default="features",
+                   help="cohort benchmark: comma-separated cases: features (the 12 feature methods, no mixup), "
+                        "fmu (KD, Mix-KD, DKD, FitNet, AT, CRD under full mixup), table1-row (13 methods x 4 "
+                        "mixings as 4 cohorts); default features")
     p.add_argument("--pairs", default="r110-r20,w402-w162",
                    help="comma-separated teacher-student pairs: r110-r20, w402-w162 (default both), r20-r8 "
                         "(a quick check of the benchmark)")
@@ -45,6 +51,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_bench)
 
 
+def _run_cohort_bench(args: argparse.Namespace, pairs: list[str]) -> int:
+    from mixkd.engine.bench_cohort import CASES, cohort_markdown, run_cohort_benchmark
+    from mixkd.errors import ConfigError
+
+    cases = [c.strip() for c in args.case.split(",") if c.strip()]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        raise ConfigError(f"--case: unknown {unknown}; choose from {', '.join(CASES)}")
+    if not args.data_root:
+        raise ConfigError("the cohort benchmark needs --data-root (a CIFAR-10 image tree or zip, e.g. "
+                          "../shared/data/cifar10-jpg.zip)")
+    rows = [run_cohort_benchmark(case, pair, args.data_root, args.steps, args.precision,
+                                 log=lambda s: print(s, file=sys.stderr)) for pair in pairs for case in cases]
+    print(json.dumps(rows, indent=2) if args.json else cohort_markdown(rows))
+    return 0
+
+
 def run_bench(args: argparse.Namespace) -> int:
     """Run the benchmark and print its table."""
     from mixkd.engine.bench import PAIRS, markdown, run_benchmark, whole_runs
@@ -54,6 +77,8 @@ def run_bench(args: argparse.Namespace) -> int:
     unknown = [p for p in pairs if p not in PAIRS]
     if unknown:
         raise ConfigError(f"--pairs: unknown {unknown}; choose from {', '.join(PAIRS)}")
+    if args.what == "cohort":
+        return _run_cohort_bench(args, pairs)
     if args.methods:
         from mixkd.distill import method_class
         from mixkd.engine.bench import methods_markdown, run_method_benchmark

@@ -64,6 +64,9 @@ class FrozenTeacher(nn.Module):
         self.compiled = False
         self.hits = 0
         self.queries = 0
+        # students of a cohort ask for the same batch in turn: the first call computes, the others get copies
+        self._last: tuple[object, object, ModelOutput] | None = None
+        self._stats: dict[str, float] | None = None  # this epoch's, once read; the next batch clears it
 
     def train(self, mode: bool = True) -> FrozenTeacher:
         """The teacher ignores train(): its BatchNorm statistics must never change."""
@@ -141,21 +144,36 @@ class FrozenTeacher(nn.Module):
         return out
 
     def outputs(self, batch: Batch, mix: MixResult) -> ModelOutput:
-        """What the distiller asked for on the (mixed) batch `mix.x`; the cache keys come from `batch`."""
+        """What the distiller asked for on the (mixed) batch `mix.x`; the cache keys come from `batch`.
+
+        Asked again for the same `batch` and `mix` objects (the next student of a cohort), it returns copies
+        of the first answer: the same values a teacher of that student's own would compute, one forward.
+        """
+        last = self._last
+        if last is not None and last[0] is batch and last[1] is mix:
+            return ModelOutput(*(_detach_copy(v) for v in last[2]))
+        self._stats = None
         if self.features is None:
-            return ModelOutput(self(mix.x, index=batch.index, view=batch.view, mixed=mix.mixed))
-        x = mix.x.contiguous(memory_format=torch.channels_last) if self.channels_last else mix.x
-        with torch.inference_mode(), autocast(x.device.type, self.precision):
-            out = self.features(x)
-        # normal float32 tensors, usable as targets outside inference mode
-        return ModelOutput(*(_detach_copy(v) for v in out))
+            out = ModelOutput(self(mix.x, index=batch.index, view=batch.view, mixed=mix.mixed))
+        else:
+            x = mix.x.contiguous(memory_format=torch.channels_last) if self.channels_last else mix.x
+            with torch.inference_mode(), autocast(x.device.type, self.precision):
+                raw = self.features(x)
+            # normal float32 tensors, usable as targets outside inference mode
+            out = ModelOutput(*(_detach_copy(v) for v in raw))
+        self._last = (batch, mix, out)
+        return out
 
     def epoch_stats(self) -> dict[str, float]:
-        """The cache's hit rate since the last call (nothing without a cache)."""
+        """The cache's hit rate over the epoch that just ended (nothing without a cache); every student of a
+        cohort that reads it after that epoch gets the same figure."""
         if self.cache is None:
             return {}
-        hits, queries = self.reset_counters()
-        return {"teacher_cache_hit_rate": hits / queries if queries else 0.0}
+        if self._stats is None:
+            hits, queries = self.reset_counters()
+            self._stats = {"teacher_cache_hit_rate": hits / queries if queries else 0.0}
+            self._last = None  # the epoch's last batch need not stay in memory
+        return dict(self._stats)
 
     def reset_counters(self) -> tuple[int, int]:
         """Return (hits, queries) since the last reset and start counting again."""

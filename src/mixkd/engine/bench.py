@@ -1,5 +1,5 @@
 """Speed benchmarks: a plain fp32 pipeline (the official code's work, done the official way) against
-mixkd's defaults through the real Trainer, cold and with a warm teacher cache.
+mixkd's defaults through its real training loop, cold and with a warm teacher cache.
 
 Every (pair, variant, round) runs in its own subprocess, so peak memory is per variant and one
 variant's allocator state cannot help another; rounds are interleaved and the median is reported.
@@ -257,13 +257,13 @@ def _plain_loader(images: torch.Tensor, labels: torch.Tensor, mean, std):
     return DataLoader(Images(), batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True)
 
 
-# --------------------------------------------------------------------------- mixkd through the Trainer
+# --------------------------------------------------------------------------- mixkd through its own assembly and loop
 
 
 def _trainer(pair: str, variant: str, data_args: list[str], workdir: Path, precision: str = "auto",
              compile_: str = "off"):
     from mixkd.config import load_config
-    from mixkd.engine.trainer import Trainer
+    from mixkd.engine.assembly import assemble
     from mixkd.models import build_model
 
     teacher_arch, student_arch = PAIRS[pair]
@@ -278,9 +278,7 @@ def _trainer(pair: str, variant: str, data_args: list[str], workdir: Path, preci
         f"teacher.cache={'memory' if variant.startswith('mixkd-warm') else 'off'}", f"runtime.precision={precision}",
         f"teacher.compile={compile_}", f"runtime.compile={compile_}",
     ])
-    trainer = Trainer(cfg, workdir / f"run-{os.getpid()}", quiet=True)
-    trainer._build()
-    return trainer
+    return assemble(cfg)
 
 
 def time_steps(step, steps: int, warmup: int, after_warmup=None) -> float:
@@ -315,7 +313,7 @@ def run_one(spec: dict) -> dict:
         trainer = _trainer(pair, variant, data_args, workdir, spec.get("precision", "auto"), compile_)
         batch = next(iter(trainer.data.train))
         trainer.distiller.train_stage(init=False)
-        seconds = time_steps(lambda: trainer.step(batch, 10), steps, warmup=3,
+        seconds = time_steps(lambda: trainer.step(batch), steps, warmup=3,
                               after_warmup=trainer.teacher.reset_counters)
         hits, queries = trainer.teacher.reset_counters()
         return {"images_per_s": steps * BATCH / seconds, "peak_mb": _peak_mb(),
@@ -343,11 +341,9 @@ def run_one(spec: dict) -> dict:
     trainer = _trainer(pair, variant, data_args, workdir, spec.get("precision", "auto"), compile_)
     # untimed first: the warm variant fills the cache with this epoch's unmixed rows and views; the cold one
     # (no cache) runs a few batches, so that both time an epoch after the kernels' first-call set-up
-    trainer.max_batches = k if variant.startswith("mixkd-warm") else 2
-    trainer._train_epoch(0)
-    trainer.max_batches = k
+    trainer.train_epoch(0, max_batches=k if variant.startswith("mixkd-warm") else 2)
     start = time.perf_counter()
-    row = trainer._train_epoch(0)
+    row = trainer.train_epoch(0, max_batches=k)
     seconds = time.perf_counter() - start
     # every batch mixes exactly the same number of rows (sampling=exact); the hit rate is over the others
     queries = k * (BATCH - exact_mixed_rows(PMU, BATCH))
@@ -445,7 +441,7 @@ def _peaks_text(peaks: dict[str, float]) -> str:
 
 def run_method_benchmark(*, pairs: list[str], methods: list[str], rounds: int, steps: int,
                          precision: str = "auto", log=print) -> list[dict]:
-    """Step images/s of each method through the real Trainer (PMU 10 %, teacher cache off), relative to `kd`
+    """Step images/s of each method through the real training loop (PMU 10 %, teacher cache off), relative to `kd`
     measured in the same round; each (pair, method, round) in a fresh process, rounds interleaved."""
     methods = ["kd", *[m for m in methods if m != "kd"]]
     spec = {"what": "step", "steps": steps, "batches": 0, "data_root": None, "precision": precision}
