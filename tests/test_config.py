@@ -230,3 +230,30 @@ def test_unset_weights_mean_the_methods_published_defaults():
     assert cfg.distill.ce_weight is None and cfg.distill.crd.weight is None
     params = method_class("crd").resolved_params(cfg.distill)
     assert params == {"weight": 0.8, "feat_dim": 128, "nce_k": 4096, "nce_t": 0.07, "nce_m": 0.5}
+
+
+def test_saved_config_holds_only_the_method_section_that_applies(tmp_path):
+    import yaml
+
+    from mixkd.config import compact_config, from_dict, method_sections, to_dict, to_saved_dict
+    from mixkd.distill import DISTILLERS
+
+    sections = set(method_sections())
+    assert len(sections) == 15 and {"dkd", "crd", "at", "ofd"} <= sections
+    for method in DISTILLERS.names():  # every method: the file reads back as the config it was made from
+        cfg = load_config(None, [f"distill.method={method}"])
+        saved = to_saved_dict(cfg)
+        assert set(saved["distill"]) & sections == ({method} & sections), method
+        assert from_dict(saved) == cfg and to_dict(from_dict(saved)) == to_dict(cfg)
+    # the chosen method's section stays even when all null; another method's stays when it holds a value
+    cfg = load_config(None, ["distill.method=dkd", "distill.at.p=3"])
+    assert set(to_saved_dict(cfg)["distill"]) & sections == {"dkd", "at"}
+    assert to_saved_dict(cfg)["distill"]["at"] == {"weight": None, "p": 3.0}
+    # an old config.yaml (every section, null) and a section written as `crd: null` compact the same way
+    full = to_dict(load_config(None, ["distill.method=kd"]))
+    assert compact_config({**full, "distill": {**full["distill"], "crd": None}}) == compact_config(full)
+    assert compact_config({"seed": 1}) == {"seed": 1}  # no distill section: nothing to drop
+    path = tmp_path / "c.yaml"
+    save_config(cfg, path)
+    assert "crd:" not in path.read_text() and yaml.safe_load(path.read_text())["distill"]["dkd"]["weight"] is None
+    assert load_config(path) == cfg

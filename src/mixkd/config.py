@@ -483,8 +483,37 @@ def from_dict(raw: dict) -> RunConfig:
 
 
 def to_dict(cfg: RunConfig) -> dict:
-    """The config as plain nested dicts (what config.yaml holds)."""
+    """The config as plain nested dicts, every key and section included (see `to_saved_dict` for config.yaml)."""
     return dataclasses.asdict(cfg)
+
+
+def method_sections() -> dict[str, dict]:
+    """{name: its defaults as a dict} of distill's per-method sections (dkd, crd, ...), in declaration order."""
+    hints = typing.get_type_hints(DistillConfig)
+    return {f.name: dataclasses.asdict(hints[f.name]()) for f in dataclasses.fields(DistillConfig)
+            if dataclasses.is_dataclass(hints[f.name])}
+
+
+def compact_config(raw: dict) -> dict:
+    """A config mapping without the method sections of `distill` that do not apply to its method.
+
+    A section is dropped when it belongs to another method than `distill.method` and holds only its defaults
+    (all null, or null itself): the method never reads it, and reading the file back fills it in again, so
+    `from_dict(compact_config(d))` equals `from_dict(d)` and resume/reuse checks see the same config. A section
+    of another method that holds a value stays, since it is what was asked for. Other keys are untouched.
+    """
+    distill = raw.get("distill")
+    if not isinstance(distill, dict):
+        return raw
+    method = distill.get("method", DistillConfig.method)
+    unused = {name for name, default in method_sections().items()
+              if name != method and name in distill and distill[name] in (None, default)}
+    return {**raw, "distill": {k: v for k, v in distill.items() if k not in unused}}
+
+
+def to_saved_dict(cfg: RunConfig) -> dict:
+    """What a run's config.yaml holds: the resolved config with only the method section that applies."""
+    return compact_config(to_dict(cfg))
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -590,4 +619,4 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     """Write the resolved config as YAML."""
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    Path(path).write_text(yaml.safe_dump(to_saved_dict(cfg), sort_keys=False))

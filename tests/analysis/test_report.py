@@ -81,3 +81,15 @@ def test_pivot_table_of_methods_by_model_with_mean_std_over_seeds(small_sweep, t
     assert "table.md" in proc.stdout
     with pytest.raises(MixkdError, match="choose from"):
         pivot(runs, "methodd", "pair")
+
+
+def test_a_config_with_every_null_method_section_groups_with_its_compact_form(tmp_path):
+    from mixkd.analysis.report import Run
+    from mixkd.config import load_config, to_dict, to_saved_dict
+
+    old = to_dict(load_config(None, ["distill.method=kd", "seed=0"]))  # what config.yaml held before
+    new = to_saved_dict(load_config(None, ["distill.method=kd", "seed=1"]))
+    other = to_saved_dict(load_config(None, ["distill.method=kd", "seed=2", "distill.at.p=3"]))
+    assert "crd" in old["distill"] and "crd" not in new["distill"]
+    runs = [Run(tmp_path / f"r{i}", {}, cfg) for i, cfg in enumerate((old, new, other))]
+    assert [[r.path.name for r in g] for g in group_by_seed(runs)] == [["r0", "r1"], ["r2"]]

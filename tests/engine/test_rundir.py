@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from mixkd.cli import main
@@ -177,3 +178,43 @@ def test_a_run_saved_before_compile_auto_is_reused_and_resumes_uncompiled(tmp_pa
     raw["runtime"]["compile"] = True  # an explicit `true` was a choice: it still differs from auto
     (run / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     assert "runtime.compile (on -> auto)" in reuse_problem(inspect_run(run), asked)
+
+
+@requires_fmnist
+def test_config_yaml_holds_only_the_method_section_that_applies_and_runs_as_before(tmp_path, capsys):
+    """A KD run's config.yaml has no method sections (kd has none); the run resumes, `mixkd train|distill
+    RUN/config.yaml` re-runs it bit for bit, and a folder written with every (null) section still resumes and is
+    reused as the same experiment."""
+    from mixkd.config import method_sections
+
+    small = [a for a in TINY if not a.startswith(("data.train_subset", "optim."))] + [
+        "data.train_subset=128", "optim.epochs=2", "optim.milestones=[]"]
+    teacher = tmp_path / "teacher"
+    assert main(["train", *small, "optim.epochs=1", "--quiet", "--out", str(teacher)]) == 0
+    assert not set(yaml.safe_load((teacher / "config.yaml").read_text())["distill"]) & set(method_sections())
+    assert main(["train", str(teacher / "config.yaml"), "--quiet", "--out", str(tmp_path / "teacher2")]) == 0
+    a, b = (load_checkpoint(d / "last.pt")["model"] for d in (teacher, tmp_path / "teacher2"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    kd = [*small, "distill.method=kd", f"teacher.checkpoint={teacher / 'best.pt'}"]
+    run = tmp_path / "kd"
+    proc = start(run, "distill", *kd, "--quiet", kill_at="after:last.pt#1")  # stopped after epoch 1 of 2
+    assert proc.wait(timeout=300) == -signal.SIGKILL, proc.stderr.read()[-2000:]
+    text = (run / "config.yaml").read_text()
+    distill = yaml.safe_load(text)["distill"]
+    assert distill["method"] == "kd" and not set(distill) & set(method_sections()), distill
+    assert "null\n  crd:" not in text and "dkd:" not in text
+    asked = to_dict(load_config(None, kd))
+    assert reuse_problem(inspect_run(run), asked) is None  # the missing sections read as their defaults
+    old = tmp_path / "old-style"
+    shutil.copytree(run, old)
+    (old / "config.yaml").write_text(yaml.safe_dump(to_dict(load_config(run / "config.yaml")), sort_keys=False))
+    assert "  crd:\n    weight: null" in (old / "config.yaml").read_text()  # what mixkd wrote before
+    assert reuse_problem(inspect_run(old), asked) is None
+
+    for folder in (run, old):
+        assert main(["distill", "--resume", str(folder), "--quiet"]) == 0
+        assert [r["epoch"] for r in _rows(folder)] == [1, 2]
+    assert main(["distill", str(run / "config.yaml"), "--quiet", "--out", str(tmp_path / "again")]) == 0
+    weights = [load_checkpoint(d / "last.pt")["model"] for d in (run, old, tmp_path / "again")]
+    assert all(torch.equal(weights[0][k], w[k]) for w in weights[1:] for k in weights[0])

@@ -13,6 +13,7 @@ import yaml
 
 from mixkd.analysis.loading import unique_labels
 from mixkd.analysis.tables import fmt, markdown_table, write_csv, write_text
+from mixkd.config import compact_config
 from mixkd.errors import MixkdError
 
 METRICS = ("best_top1", "best_top5", "last_top1", "last_top5", "teacher_top1")
@@ -78,7 +79,10 @@ def _read_run(d: Path) -> Run:
 
 
 def _seedless(cfg: dict) -> str:
-    return json.dumps({k: v for k, v in cfg.items() if k not in ("seed", "name")}, sort_keys=True, default=str)
+    # compacted, so a run whose config.yaml lists every (null) method section, as mixkd wrote before, groups
+    # with the same experiment written without them
+    return json.dumps({k: v for k, v in compact_config(cfg).items() if k not in ("seed", "name")}, sort_keys=True,
+                      default=str)
 
 
 def group_by_seed(runs: Sequence[Run]) -> list[list[Run]]:

@@ -521,8 +521,11 @@ class RunDir:
     best = property(lambda self: self.path / "best.pt")
 
     def write_config(self, cfg_dict: dict) -> None:
-        """Atomically write config.yaml (the resolved config, re-runnable as is)."""
-        text = yaml.safe_dump(cfg_dict, sort_keys=False)
+        """Atomically write config.yaml: the resolved config, re-runnable as is, without the method sections
+        that do not apply (reading it back fills them in with their defaults)."""
+        from mixkd.config import compact_config
+
+        text = yaml.safe_dump(compact_config(cfg_dict), sort_keys=False)
         atomic_write_bytes(self.config, lambda f: f.write(text.encode()))
 
     def append_metrics(self, row: dict) -> None:
