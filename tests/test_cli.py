@@ -292,3 +292,28 @@ def test_methods_lists_every_method_with_paper_defaults_and_needs(capsys):
     assert main(["methods"]) == 0
     text = capsys.readouterr().out
     assert "crd.nce_k=16384" in text and "Decoupled Knowledge Distillation" in text
+
+
+@requires_fmnist
+def test_print_config_prints_what_config_yaml_would_hold_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    small = [a for a in TINY if not a.startswith(("data.train_subset", "optim."))] + [
+        "data.train_subset=64", "optim.epochs=1", "optim.milestones=[]"]
+    recipe = str(REPO / "configs" / "quickstart" / "teacher.yaml")
+    assert main(["train", recipe, *small, "--out", "run", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []  # no run folder, nothing else
+    assert main(["train", recipe, *small, "--out", "run", "--quiet"]) == 0
+    assert printed == (tmp_path / "run" / "config.yaml").read_text()  # the very file a run writes
+    capsys.readouterr()
+    # distill: the --teacher flag lands in teacher.checkpoint; the printed YAML is a recipe that runs as is
+    assert main(["distill", str(REPO / "configs" / "quickstart" / "student.yaml"), *small, "--teacher",
+                 "run/best.pt", "--print-config"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["teacher"]["checkpoint"] == "run/best.pt" and cfg["distill"]["method"] == "mixkd"
+    assert "crd" not in cfg["distill"] and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    # a bad override or name is the same one line as in a run, and nothing is printed to stdout
+    for bad, words in ((["optim.lrr=0.1"], "did you mean optim.lr"), (["model.arch=resnet21"], "unknown model")):
+        assert main(["train", recipe, *bad, "--print-config"]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.strip().splitlines()) == 1 and words in err, err

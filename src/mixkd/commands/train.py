@@ -15,6 +15,7 @@ _TRAIN_EXAMPLES = """examples:
   mixkd train configs/quickstart/teacher.yaml --mixup --out runs/teacher-mixup   # a Mix-T teacher
   mixkd train model.arch=resnet8 data.train_subset=2000 optim.epochs=2 optim.milestones=[1] --out runs/plain
   mixkd train --resume runs/teacher                        # continue a stopped run
+  mixkd train configs/quickstart/teacher.yaml optim.lr=0.1 --print-config   # the resolved config; no run
   mixkd train configs/paper/cifar100/teachers/resnet110.yaml --out runs/paper/cifar100/teachers/resnet110
 Without a recipe, KEY=VALUE overrides apply to the built-in defaults (resnet20 on all of Fashion-MNIST,
 240 epochs); a bare `mixkd train` is refused.
@@ -25,6 +26,7 @@ _DISTILL_EXAMPLES = """examples (after `mixkd train configs/quickstart/teacher.y
   mixkd distill configs/quickstart/student.yaml --teacher runs/teacher/best.pt distill.method=kd \\
       mixing.name=none --out runs/student-kd
   mixkd distill --resume runs/student                      # continue a stopped run
+  mixkd distill configs/quickstart/student.yaml --teacher runs/teacher/best.pt --print-config
   mixkd distill configs/paper/cifar100/resnet110-resnet20/pmu10.yaml --teacher resnet110.pth \\
       --teacher-arch resnet110 data.root=/data/cifar100     # a community (RepDistiller) teacher
 """
@@ -38,6 +40,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mixup", nargs="?", type=float, const=1.0, metavar="FRACTION",
                    help="train with mixup on FRACTION of each batch (default 1.0 = full mixup)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config as YAML (what the run's config.yaml would hold) and exit; "
+                        "trains nothing and writes nothing")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -81,6 +86,26 @@ def config_from_args(args: argparse.Namespace):
     return load_config(args.config, overrides)
 
 
+def print_config(cfg) -> None:
+    """Print `cfg` as the YAML its run's config.yaml would hold, once the names in it are known ones."""
+    import yaml
+
+    from mixkd.config import to_saved_dict
+    from mixkd.data import DATASETS
+    from mixkd.distill import method_class
+    from mixkd.mixing import MIXERS
+    from mixkd.models import MODELS
+
+    # the names a run checks before any work, so a typo is the same one line here as in a run
+    MODELS.get(cfg.model.arch)
+    DATASETS.get(cfg.data.name)
+    MIXERS.get(cfg.mixing.name)
+    if cfg.teacher.arch:
+        MODELS.get(cfg.teacher.arch)
+    method_class(cfg.distill.method).check_config(cfg.distill)
+    print(yaml.safe_dump(to_saved_dict(cfg), sort_keys=False), end="")
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Validate the config, then train or distil."""
     from mixkd.distill import needs_teacher
@@ -95,6 +120,9 @@ def run_train(args: argparse.Namespace) -> int:
         )
     if not args.distill and not args.resume and needs_teacher(cfg.distill.method):
         raise MixkdError(f"distill.method={cfg.distill.method} needs a teacher: run `mixkd distill` instead")
+    if args.print_config:
+        print_config(cfg)
+        return 0
     summary = train(cfg, args.resume or args.out, config_path=args.config, resume=bool(args.resume),
                     quiet=args.quiet)
     if not args.quiet and is_main_process():
