@@ -70,6 +70,8 @@ def plan(py: str, kit: Path, res: Path, budget_s: float = BUDGET_S) -> list[Step
         Step("cuda-tests", [py, "-m", "pytest", "-m", "cuda", "-q", "-rs", "-p", "no:cacheprovider",
                             f"--junitxml={res / 'tests.xml'}", *cuda_test_files()], 170, "tests.log"),
         Step("bench-step", [py, "-m", "mixkd", "bench", "step", "--rounds", "2", "--steps", "20"], 90, "bench.md"),
+        Step("bench-cohort", [py, "-m", "mixkd", "bench", "cohort", "--pairs", "r110-r20", "--case", "features",
+                              "--steps", "10", "--data-root", data], 90, "bench-cohort.md"),
         Step("findings", [py, *findings, "--jobs", str(FINDINGS_JOBS), "--analyses", "logits", "attack"],
              budget_s, "findings.log", optional=True),
         Step("findings-page", [py, *findings, "--collect", "--analyses", "logits", "attack"], 40,
@@ -259,7 +261,8 @@ def write_summary(res: Path, steps: list[Step], about: str, seconds: float) -> P
     text = (f"# mixkd GPU kit, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n\nMachine: {about}. "
             f"Total {seconds:.0f} s (budget {BUDGET_S} s).\n\n| step | exit | seconds | limit (s) |\n|---|---|---|---|\n"
             f"{rows}\n\n## CUDA tests\n\n```\n{_tail(res / 'tests.log')}\n```\n\n## Speed (step benchmark)\n\n"
-            f"{_tail(res / 'bench.md', 12)}\n\n## Findings slice\n\n{table or '(no page)'}\n")
+            f"{_tail(res / 'bench.md', 12)}\n\n## Cohort against its students alone\n\n"
+            f"{_tail(res / 'bench-cohort.md', 6)}\n\n## Findings slice\n\n{table or '(no page)'}\n")
     out = res / "summary.md"
     out.write_text(text)
     return out
@@ -272,7 +275,7 @@ def publish(res: Path) -> None:
         return
     dest_p = Path(dest)
     dest_p.mkdir(parents=True, exist_ok=True)
-    for name in ("summary.md", "tests.log", "bench.md", "findings.md"):
+    for name in ("summary.md", "tests.log", "bench.md", "bench-cohort.md", "findings.md"):
         if (res / name).is_file():
             shutil.copy(res / name, dest_p / name)
     with tarfile.open(dest_p / "gpu-kit.tar.gz", "w:gz") as tar:

@@ -51,7 +51,8 @@ def machine_name() -> str:
     return f"{model}, {os.cpu_count()} cores, torch {torch.__version__.split('+')[0]}"
 
 
-def _peak_mb() -> float:
+def peak_mb() -> float:
+    """Peak memory of this process so far, MiB (GPU memory allocated on CUDA, else the resident set)."""
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -309,14 +310,14 @@ def run_one(spec: dict) -> dict:
             x = np.random.default_rng(0).standard_normal((BATCH, 3, 32, 32), dtype=np.float32)
             y = np.random.default_rng(1).integers(0, 10, BATCH)
             seconds = time_steps(lambda: plain(x, y), steps, warmup=3)
-            return {"images_per_s": steps * BATCH / seconds, "peak_mb": _peak_mb(), **_plain_work()}
+            return {"images_per_s": steps * BATCH / seconds, "peak_mb": peak_mb(), **_plain_work()}
         trainer = _trainer(pair, variant, data_args, workdir, spec.get("precision", "auto"), compile_)
         batch = next(iter(trainer.data.train))
         trainer.distiller.train_stage(init=False)
         seconds = time_steps(lambda: trainer.step(batch), steps, warmup=3,
                               after_warmup=trainer.teacher.reset_counters)
         hits, queries = trainer.teacher.reset_counters()
-        return {"images_per_s": steps * BATCH / seconds, "peak_mb": _peak_mb(),
+        return {"images_per_s": steps * BATCH / seconds, "peak_mb": peak_mb(),
                 **_teacher_work(trainer, hits, queries, steps * BATCH)}
 
     data_args = ["data.name=imagefolder", f"data.root={spec['data_root']}"]
@@ -337,7 +338,7 @@ def run_one(spec: dict) -> dict:
                 break
             plain(x.numpy(), y.numpy())
         seconds = time.perf_counter() - start
-        return {"images_per_s": k * BATCH / seconds, "peak_mb": _peak_mb(), **_plain_work()}
+        return {"images_per_s": k * BATCH / seconds, "peak_mb": peak_mb(), **_plain_work()}
     trainer = _trainer(pair, variant, data_args, workdir, spec.get("precision", "auto"), compile_)
     # untimed first: the warm variant fills the cache with this epoch's unmixed rows and views; the cold one
     # (no cache) runs a few batches, so that both time an epoch after the kernels' first-call set-up
@@ -348,7 +349,7 @@ def run_one(spec: dict) -> dict:
     # every batch mixes exactly the same number of rows (sampling=exact); the hit rate is over the others
     queries = k * (BATCH - exact_mixed_rows(PMU, BATCH))
     hits = round(row.get("teacher_cache_hit_rate", 0.0) * queries)
-    return {"images_per_s": k * BATCH / seconds, "peak_mb": _peak_mb(),
+    return {"images_per_s": k * BATCH / seconds, "peak_mb": peak_mb(),
             **_teacher_work(trainer, hits, queries, k * BATCH)}
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from mixkd.engine.bench import PAIRS, _peak_mb, gflop_per_image, machine_name
+from mixkd.engine.bench import PAIRS, gflop_per_image, machine_name, peak_mb
 
 FEATURE_METHODS = ("fitnet", "at", "sp", "cc", "vid", "rkd", "pkt", "ab", "ft", "nst", "crd", "ickd")
 MIXINGS = {
@@ -43,12 +43,27 @@ def _configs(case: str, pair: str, data_root: str, workdir: Path, precision: str
     teacher_arch, student_arch = PAIRS[pair]
     ckpt = workdir / f"{teacher_arch}.pt"
     if not ckpt.exists():
-        torch.save({"model": build_model(teacher_arch, 10).state_dict()}, ckpt)
+        torch.save({"model": _calibrated(build_model(teacher_arch, 10)).state_dict()}, ckpt)
     common = ["data.name=imagefolder", f"data.root={data_root}", f"data.batch_size={BATCH}",
               f"model.arch={student_arch}", f"teacher.checkpoint={ckpt}", f"teacher.arch={teacher_arch}",
               "teacher.cache=off", "teacher.compile=off", "runtime.compile=off", "runtime.tensorboard=false",
               f"runtime.precision={precision}", "distill.init_epochs=0", "optim.epochs=1", "optim.milestones=[]"]
     return [[(label, load_config(None, [*common, *over])) for label, over in cohort] for cohort in CASES[case]]
+
+
+def _calibrated(model: torch.nn.Module) -> torch.nn.Module:
+    """A random teacher whose BatchNorm statistics are its own activations' (on noise), so its features and
+    logits have the scale of a trained one's: a deep random net with BatchNorm's initial statistics blows up,
+    and feature losses on it overflow."""
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None  # a cumulative average over the calibration batches
+    model.train()
+    with torch.no_grad():
+        for _ in range(4):
+            model(torch.randn(64, 3, 32, 32))
+    return model.eval()
 
 
 def measure(case: str, pair: str, data_root: str, workdir: Path, steps: int, together: bool,
@@ -59,21 +74,22 @@ def measure(case: str, pair: str, data_root: str, workdir: Path, steps: int, tog
 
     seconds, students = 0.0, 0
     for cohort in _configs(case, pair, data_root, workdir, precision):
-        cfgs = [cfg for _, cfg in cohort]
+        labels, cfgs = [label for label, _ in cohort], [cfg for _, cfg in cohort]
         rt = resolve_runtime(cfgs[0])
         shared = build_shared(cfgs, rt)
-        for group in [cfgs] if together else [[c] for c in cfgs]:  # alone: one student in memory at a time
-            built = [build_student(cfg, shared) for cfg in group]
+        groups = [list(range(len(cfgs)))] if together else [[i] for i in range(len(cfgs))]
+        for group in groups:  # alone: one student in memory at a time
+            built = [build_student(cfgs[i], shared) for i in group]
             train_epoch(shared, built, 0, quiet=True, max_batches=1)  # kernels' first-call set-up, untimed
             start = time.perf_counter()
             rows = train_epoch(shared, built, 0, quiet=True, max_batches=steps)
             seconds += time.perf_counter() - start
-            bad = [r for r in rows if isinstance(r, BaseException)]
+            bad = [f"{labels[i]}: {r}" for i, r in zip(group, rows, strict=True) if isinstance(r, BaseException)]
             if bad:
-                raise bad[0]
+                raise RuntimeError("; ".join(bad))
             students += len(built)
             del built
-    return {"seconds": seconds, "students": students, "peak_mb": _peak_mb(), "precision": rt.precision}
+    return {"seconds": seconds, "students": students, "peak_mb": peak_mb(), "precision": rt.precision}
 
 
 def run_cohort_benchmark(case: str, pair: str, data_root: str, steps: int, precision: str = "auto",
