@@ -10,9 +10,12 @@ from mixkd.cli import HelpFormatter
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `models`, `datasets` and `methods`."""
     p = sub.add_parser("models", help="list the model architectures (model.arch / teacher.arch)",
+                       description="Every architecture by input size and family, with its depth and width and its "
+                                   "parameter count (with a CIFAR-100 or an ImageNet classifier).",
                        formatter_class=HelpFormatter,
-                       epilog="examples:\n  mixkd models\n"
+                       epilog="examples:\n  mixkd models\n  mixkd models --names\n"
                               "  mixkd train configs/quickstart/teacher.yaml model.arch=wrn_16_2 --out runs/wrn_16_2")
+    p.add_argument("--names", action="store_true", help="print only the names, one per line (for scripts)")
     p.set_defaults(func=_models)
     p = sub.add_parser("datasets", help="list the dataset names (data.name)", formatter_class=HelpFormatter,
                        epilog="examples:\n  mixkd datasets\n"
@@ -29,8 +32,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _models(args: argparse.Namespace) -> int:
     from mixkd.models import list_models
+    from mixkd.models.registry import model_catalogue, parameter_count
 
-    print("\n".join(list_models()))
+    if args.names:
+        print("\n".join(list_models()))
+        return 0
+    width = max(len(n) for n in list_models())
+    for heading, classes, families in model_catalogue():
+        print(f"{heading}; parameters with {classes} classes")
+        for title, cards in families:
+            print(f"  {title}")
+            for c in cards:
+                millions = parameter_count(c.name, classes) / 1e6
+                print(f"    {c.name:<{width}}  {millions:6.2f}M  {c.about}")
     return 0
 
 

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torchvision import models as tv
 
 from mixkd.models.base import ZooModel
-from mixkd.models.registry import MODELS
+from mixkd.models.registry import MODELS, describe
 
 
 class TorchvisionResNet(ZooModel):
@@ -48,11 +48,13 @@ def _basic_block_preact(block: tv.resnet.BasicBlock, x: Tensor) -> Tensor:
     return out + identity
 
 
-def _register(name: str, make: Callable[..., tv.ResNet]) -> None:
+def _register(name: str, make: Callable[..., tv.ResNet], about: str) -> None:
     @MODELS.register(name)
     def build(num_classes: int) -> TorchvisionResNet:
         return TorchvisionResNet(name, make(weights=None, num_classes=num_classes), num_classes)
 
+    describe(name, "imagenet", f"torchvision's {about}, 64 to 512 channels")
 
-_register("resnet18", tv.resnet18)
-_register("resnet34", tv.resnet34)
+
+_register("resnet18", tv.resnet18, "ResNet-18: 4 stages of 2 basic blocks")
+_register("resnet34", tv.resnet34, "ResNet-34: 4 stages of 3/4/6/3 basic blocks")

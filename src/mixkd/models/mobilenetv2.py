@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixkd.models.base import ZooModel, init_weights
-from mixkd.models.registry import MODELS
+from mixkd.models.registry import MODELS, describe
 
 # (expansion, output channels at width 1, repeats, first stride) per block group
 _SETTING = (
@@ -99,3 +99,6 @@ class CifarMobileNetV2(ZooModel):
 def mobilenetv2_half(num_classes: int) -> CifarMobileNetV2:
     """MobileNetV2 with expansion 6 and width 0.5."""
     return CifarMobileNetV2("MobileNetV2", 0.5, num_classes)
+
+
+describe("MobileNetV2", "mobilenet", "half width (×0.5), inverted residuals with expansion 6")

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixkd.models.base import ZooModel, init_weights, run_stages
-from mixkd.models.registry import MODELS
+from mixkd.models.registry import MODELS, describe
 
 
 class BasicBlock(nn.Module):
@@ -80,6 +80,11 @@ def _register(name: str, depth: int, widths: tuple[int, int, int, int]) -> None:
     @MODELS.register(name)
     def build(num_classes: int) -> CifarResNet:
         return CifarResNet(name, depth, widths, num_classes)
+
+    n = (depth - 2) // 6
+    wide = " (4× wide)" if widths == _WIDE else ""
+    describe(name, "resnet", f"{depth} layers: 3 stages of {n} basic block{'s' * (n > 1)}, "
+                             f"{widths[1]}/{widths[2]}/{widths[3]} channels{wide}")
 
 
 for _name, (_depth, _widths) in _SPECS.items():

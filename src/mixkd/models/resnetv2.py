@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixkd.models.base import ZooModel, init_weights, run_stages
-from mixkd.models.registry import MODELS
+from mixkd.models.registry import MODELS, describe
 
 _EXPANSION = 4
 
@@ -76,3 +76,6 @@ class CifarBottleneckResNet(ZooModel):
 def resnet50(num_classes: int) -> CifarBottleneckResNet:
     """The CIFAR bottleneck ResNet50 of the community zoo."""
     return CifarBottleneckResNet("ResNet50", (3, 4, 6, 3), num_classes)
+
+
+describe("ResNet50", "resnet50", "50 layers: 4 stages of 3/4/6/3 bottleneck blocks, 256 to 2048 channels")

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixkd.models.base import ZooModel, init_weights, run_stages
-from mixkd.models.registry import MODELS
+from mixkd.models.registry import MODELS, describe
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -85,3 +85,6 @@ class CifarShuffleNetV1(ZooModel):
 def shufflev1(num_classes: int) -> CifarShuffleNetV1:
     """ShuffleNet V1, 3 groups, stages of 4, 8 and 4 units."""
     return CifarShuffleNetV1("ShuffleV1", (240, 480, 960), (4, 8, 4), 3, num_classes)
+
+
+describe("ShuffleV1", "shufflenet", "ShuffleNet V1, 3 groups: stages of 4/8/4 units, 240/480/960 channels")

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from mixkd.errors import ConfigError
 from mixkd.models.base import ZooModel, init_weights
-from mixkd.models.registry import MODELS
+from mixkd.models.registry import MODELS, describe
 from mixkd.models.shufflenetv1 import channel_shuffle
 
 
@@ -101,3 +101,6 @@ class CifarShuffleNetV2(ZooModel):
 def shufflev2(num_classes: int) -> CifarShuffleNetV2:
     """ShuffleNet V2 1x, stages of 3, 7 and 3 split units."""
     return CifarShuffleNetV2("ShuffleV2", (116, 232, 464, 1024), (3, 7, 3), num_classes)
+
+
+describe("ShuffleV2", "shufflenet", "ShuffleNet V2 1×: stages of 3/7/3 units, 116/232/464 channels, 1024 at the head")

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixkd.models.base import ZooModel, init_weights
-from mixkd.models.registry import MODELS
+from mixkd.models.registry import MODELS, describe
 
 # output channels of the 3x3 convs in each of the five blocks
 _CONFIGS: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -66,6 +66,9 @@ def _register(name: str) -> None:
     @MODELS.register(name)
     def build(num_classes: int) -> CifarVGG:
         return CifarVGG(name, _CONFIGS[name], num_classes)
+
+    convs = sum(len(block) for block in _CONFIGS[name])
+    describe(name, "vgg", f"{convs} 3×3 conv layers with BatchNorm in 5 blocks, 64 to 512 channels, one linear head")
 
 
 for _name in _CONFIGS:

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixkd.models.base import ZooModel, init_weights
-from mixkd.models.registry import MODELS
+from mixkd.models.registry import MODELS, describe
 
 
 class WideBlock(nn.Module):
@@ -95,6 +95,9 @@ def _register(depth: int, widen: int) -> None:
     @MODELS.register(name)
     def build(num_classes: int) -> WideResNet:
         return WideResNet(name, depth, widen, num_classes)
+
+    describe(name, "wrn", f"depth {depth}, width ×{widen}: 3 stages of {(depth - 4) // 6} pre-activation blocks, "
+                          f"{16 * widen}/{32 * widen}/{64 * widen} channels")
 
 
 for _depth, _widen in ((16, 1), (16, 2), (40, 1), (40, 2)):
