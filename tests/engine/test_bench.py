@@ -64,6 +64,7 @@ def _cells(table: str) -> list[dict[str, str]]:
     return [dict(zip(head, (c.strip() for c in ln.strip("|").split("|")), strict=True)) for ln in lines[2:]]
 
 
+@pytest.mark.slow  # 90 s: every variant of the step benchmark, each in its own process
 @requires_fmnist
 def test_bench_step_prints_each_figure_with_its_share_of_the_peak():
     out = run_mixkd("bench", "step", "--pairs", "r20-r8", "--rounds", "1", "--steps", "2", "--precision", "fp32",

@@ -87,6 +87,7 @@ print(float((teacher.compute(x).float() - want).norm() / want.norm()))
 """
 
 
+@pytest.mark.slow  # 50 s: two cold compiles in fresh processes
 @needs_cxx
 def test_code_compiled_for_one_isa_is_not_reused_under_another(tmp_path):
     """A frozen teacher compiled with kernels capped at AVX2, then compiled again without the cap, sharing one
@@ -106,6 +107,7 @@ def test_code_compiled_for_one_isa_is_not_reused_under_another(tmp_path):
     assert len([p for p in root.iterdir() if p.name.startswith("mixkd-isa-")]) == 2
 
 
+@pytest.mark.slow  # 40 s: compiled runs in three processes
 @needs_cxx
 @requires_fmnist
 def test_a_compiled_run_killed_after_an_epoch_resumes_bit_identical(tmp_path):

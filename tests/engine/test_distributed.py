@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 import yaml
 
@@ -59,6 +60,7 @@ def test_one_step_of_two_processes_equals_one_process(tmp_path):
     assert json.loads((two / "summary.json").read_text())["world_size"] == 2
 
 
+@pytest.mark.slow  # 27 s: three torchrun jobs; the one-step test keeps two processes in the fast suite
 def test_a_two_process_run_killed_after_an_epoch_resumes_bit_identical(tmp_path):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     short = ["data.train_subset=64"]
