@@ -2,7 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from mixkd.config import RunConfig, is_sweep_spec, load_config, parse_override, read_yaml, save_config
+from mixkd.config import (
+    RunConfig,
+    is_cohort_plan,
+    is_sweep_spec,
+    load_config,
+    parse_override,
+    read_yaml,
+    save_config,
+)
 from mixkd.errors import ConfigError
 
 
@@ -62,10 +70,17 @@ def test_missing_file_and_bad_override_syntax(tmp_path):
 
 def test_every_recipe_in_configs_validates():
     root = Path(__file__).resolve().parents[1] / "configs"
-    recipes = [p for p in root.rglob("*.yaml") if not is_sweep_spec(read_yaml(p))]
+    recipes = [p for p in root.rglob("*.yaml") if not (is_sweep_spec(read_yaml(p)) or is_cohort_plan(read_yaml(p)))]
     assert len(recipes) > 50, "no recipes found"
     for p in recipes:
         assert isinstance(load_config(p), RunConfig), p
+
+
+def test_a_cohort_plan_given_as_a_recipe_is_one_line_naming_mixkd_cohort():
+    plan = Path(__file__).resolve().parents[1] / "configs/cohorts/quickstart.yaml"
+    assert is_cohort_plan(read_yaml(plan))
+    with pytest.raises(ConfigError, match=r"is a cohort plan, not a run recipe: run it with `mixkd cohort "):
+        load_config(plan)
 
 
 def test_a_sweep_spec_given_as_a_recipe_is_one_line_naming_mixkd_sweep():

@@ -607,11 +607,18 @@ def is_sweep_spec(raw: typing.Any) -> bool:
     return isinstance(raw, dict) and "grid" in raw
 
 
+def is_cohort_plan(raw: typing.Any) -> bool:
+    """A YAML mapping with a top-level `members:` is a cohort plan (for `mixkd cohort`), not a run recipe."""
+    return isinstance(raw, dict) and "members" in raw
+
+
 def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -> RunConfig:
     """Recipe file (optional) + overrides -> validated RunConfig."""
     raw = read_yaml(path) if path else {}
     if is_sweep_spec(raw):
         raise ConfigError(f"{path} is a sweep spec, not a run recipe: run it with `mixkd sweep {path}`")
+    if is_cohort_plan(raw):
+        raise ConfigError(f"{path} is a cohort plan, not a run recipe: run it with `mixkd cohort {path}`")
     for text in overrides:
         raw = _merge(raw, parse_override(text))
     return from_dict(raw)

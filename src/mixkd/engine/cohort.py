@@ -186,7 +186,18 @@ class Cohort:
 
     def _fit(self, live: list[int]) -> None:
         cfgs = [self.members[i].cfg for i in live]
-        shared = self.shared = build_shared(cfgs, self.rt)
+        try:
+            shared = self.shared = build_shared(cfgs, self.rt)
+        except MixkdError as e:  # the teacher (or the data) cannot be used: every student that needs it fails
+            if self.solo:
+                raise
+            rest = [i for i in live if not needs_teacher(self.members[i].cfg.distill.method)]
+            for i in live:
+                if i not in rest or len(rest) == len(live):
+                    self._fail(i, e)
+            if rest and len(rest) < len(live):
+                self._fit(rest)  # the students without a teacher train on, exactly as alone
+            return
         students = self.students
         evaluations: dict[int, dict] = {}  # id(teacher) -> its test figures, once per teacher kind
 
