@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mixkd-installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data cxx quickstart test test-slow lint bench findings
+.PHONY: setup data cxx slurm quickstart test test-slow lint bench findings
 
 setup: $(STAMP)
 
@@ -46,13 +46,24 @@ cxx:
 		echo "note: no C++ compiler (g++); mixkd runs uncompiled and the compile tests skip"; \
 	fi
 
+# the launcher tests (tests/launch) start a real single-node Slurm from Debian's slurm-wlm and munge
+slurm:
+	@if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "installing Slurm (Debian packages slurm-wlm munge) for the launcher tests"; \
+		(DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null 2>&1 || \
+		 (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null)); \
+	else \
+		echo "note: Slurm (slurm-wlm, munge) not installed and no root to install it; the launcher tests skip"; \
+	fi
+
 quickstart: setup data
 	$(VENV)/bin/mixkd quickstart
 
-test: setup data cxx
+test: setup data cxx slurm
 	$(PY) -m pytest
 
-test-slow: setup data cxx
+test-slow: setup data cxx slurm
 	$(PY) -m pytest -m 'slow or not slow'
 
 lint: setup

@@ -8,11 +8,12 @@ that reads runs/X finds what an earlier example of its group wrote there.
 
 How an example runs (the rules the README's Development section summarises):
 - as written when it is cheap (listings, --help, --dry-run, analyses, reports);
-- when it trains (train, distill, quickstart, a sweep), with TINY appended: a few dozen Fashion-MNIST images,
+- when it trains (train, distill, quickstart, cohort, a sweep), with TINY appended: a few dozen Fashion-MNIST images,
   one epoch, fp32 on the CPU. Its data becomes Fashion-MNIST unless it names a data.root that exists here
   (CIFAR-100 and ImageNet cannot exist here; the CIFAR-10 zip exists on the project's machine);
-- a sweep on data that cannot exist here (the paper's full-scale grids) is checked with --dry-run: every
-  point's config, the spec's figures and commands are validated, nothing is trained;
+- a sweep on data that cannot exist here (the paper's full-scale grids), and a sweep through the Slurm
+  launcher (tests/launch submits to a real Slurm), is checked with --dry-run: every point's config, the
+  spec's figures and commands (and the launcher's settings) are validated, nothing is trained;
 - `mixkd findings` (the findings study: hours of runs, and it rewrites docs/findings.md) always runs with
   --dry-run: its specs, data and every run's command are checked, nothing is trained or written;
 - a benchmark runs with 1 round of 2 steps (or 2 batches);
@@ -133,8 +134,14 @@ class Example:
         a = self.argv
         if self.kind != "mixkd" or "--help" in a or "-h" in a or "--resume" in a:
             return False
-        return self.verb in ("train", "distill", "quickstart") or (
-            self.verb == "sweep" and "--dry-run" not in a and "--collect" not in a)
+        return self.verb in ("train", "distill", "quickstart", "cohort") or (
+            self.verb == "sweep" and not {"--dry-run", "--collect", "--status"} & set(a) and not self.on_slurm)
+
+    @property
+    def on_slurm(self) -> bool:
+        """A sweep through the Slurm launcher (checked with --dry-run: tests/launch submits to a real Slurm)."""
+        a = self.argv
+        return self.verb == "sweep" and "--launcher" in a and a[a.index("--launcher") + 1:][:1] == ["slurm"]
 
     def run_argv(self, workdir: Path) -> list[str]:
         """What the test runs for this example in `workdir` (without the program name)."""
@@ -143,6 +150,8 @@ class Example:
             return a + ["--dry-run"]
         if self.verb == "bench" and "--help" not in a:
             a = [BENCH_TINY.get(prev, tok) for prev, tok in zip(["", *a[:-1]], a, strict=True)]
+        if self.on_slurm and "--help" not in a and "--dry-run" not in a:
+            return a + ["--dry-run"]
         if not self.trains:
             return a
         extra = list(TINY)
@@ -218,9 +227,15 @@ def _resolved_data(argv: tuple[str, ...]) -> tuple[str, str | None] | None:
         if args.command == "sweep":
             from mixkd.analysis.sweep import load_spec
 
-            settings = [t for t in args.overrides if t.startswith(("vars.", "grid."))]
+            from mixkd.commands.sweep import split_overrides
+
+            settings, _, overrides = split_overrides(args.overrides)
             spec = load_spec(args.spec, args.out, settings)
-            cfg = spec.points([t for t in args.overrides if t not in settings])[0].config()
+            cfg = spec.points(overrides)[0].config()
+        elif args.command == "cohort":  # the plan's first member (members share their data)
+            from mixkd.commands.cohort import read_plan
+
+            cfg = read_plan(Path(args.plan), list(args.overrides))[0].cfg
         elif args.command == "quickstart":
             from mixkd.config import load_config
 

@@ -177,9 +177,14 @@ def _static_check(argv: list[str]) -> None:
     elif args.command == "quickstart":
         for recipe in ("teacher.yaml", "student.yaml"):
             load_config(CONFIG_DIR / recipe, args.overrides)
+    elif args.command == "cohort":
+        from mixkd.commands.cohort import read_plan
+
+        read_plan(Path(args.plan), list(args.overrides))
     elif args.command == "sweep":
-        settings = [t for t in args.overrides if t.startswith(("vars.", "grid."))]
-        overrides = [t for t in args.overrides if t not in settings]
+        from mixkd.commands.sweep import split_overrides
+
+        settings, _, overrides = split_overrides(args.overrides)  # launcher settings: checked when it runs
         spec = load_spec(args.spec, args.out, settings)
         check_points(spec.points(overrides), spec.out, require_teachers=False)
         for text in spec.commands:

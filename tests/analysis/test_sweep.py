@@ -323,3 +323,48 @@ def test_a_finished_point_is_not_reused_on_other_data_under_the_same_relative_pa
     line = _one_error_line(capsys)
     assert line.startswith(f"mixkd: error: sweep point seed-0: {tmp_path / 'out' / 'seed-0'} was trained on other "
                            f"data than data.root=data (from {tmp_path / 'second'}) holds now"), line
+
+
+@requires_fmnist
+def test_points_sharing_a_teacher_and_a_stream_train_as_one_cohort_exactly_as_alone(tmp_path, capsys):
+    import torch
+
+    from mixkd.engine.rundir import load_checkpoint
+    from mixkd.models import build_model
+
+    teacher = tmp_path / "t.pt"
+    torch.save({"model": build_model("resnet8", 10).state_dict()}, teacher)
+    extra = {"optim.epochs": 2, "optim.milestones": [], "teacher.arch": "resnet8", "teacher.checkpoint": str(teacher),
+             "mixing.name": "mixup", "mixing.fraction": 0.5}
+    overrides = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in TINY)} | extra
+    grid = {"method": {"ce": {"distill.method": "ce"}, "kd": {"distill.method": "kd"},
+                       "at": {"distill.method": "at"}, "boom": {"distill.method": "kd", "optim.lr": 1.0e30}}}
+    body = {"out": str(tmp_path / "out"), "overrides": overrides, "grid": grid}
+    spec = _spec(tmp_path, body)
+    assert main(["sweep", str(spec)]) == 1  # the diverging point fails; the others finish
+    out = capsys.readouterr().out
+    assert "4 points train in 1 processes" in out and "(cohorts of 4;" in out
+    assert "method-boom: FAILED (exit 1): mixkd: error: the loss became nan at epoch 1" in out
+    assert (tmp_path / "out" / "logs" / "cohort-method-ce.yaml").is_file()
+    boom_log = (tmp_path / "out" / "logs" / "method-boom.log").read_text()
+    assert "trained in a cohort of 4 points" in boom_log and "the loss became nan" in boom_log.splitlines()[-1]
+    assert main(["sweep", str(spec), "--status"]) == 0
+    states = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()[1:-1]}
+    assert "failed" in states["method-boom"] and "the loss became nan" in states["method-boom"]
+    assert all(" finished " in states[f"method-{m}"] for m in ("ce", "kd", "at"))
+    # the same grid with one process per point: the same weights and numbers, bit for bit
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(yaml.safe_dump({**body, "out": str(tmp_path / "alone")}, sort_keys=False))
+    assert main(["sweep", str(alone), "--cohorts", "off", "grid.method=[ce,kd,at]"]) == 0
+    assert "train in" not in capsys.readouterr().out
+    for m in ("ce", "kd", "at"):
+        a, b = (d / f"method-{m}" for d in (tmp_path / "out", tmp_path / "alone"))
+        wa, wb = (load_checkpoint(d / "last.pt")["model"] for d in (a, b))
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), m
+        sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+        assert (sa["best_top1"], sa["last_top1"], sa["best_epoch"]) == (sb["best_top1"], sb["last_top1"],
+                                                                       sb["best_epoch"]), m
+    # a rerun trains only the failed point, alone (a cohort of one)
+    assert main(["sweep", str(spec)]) == 1
+    out = capsys.readouterr().out
+    assert "3 already done, 1 to run" in out and "train in" not in out

@@ -18,6 +18,8 @@ working directory like every mixkd path):
     figures:                                     # drawn from results.csv (means over the other axes)
       - {kind: heatmap, file: fig5.png, rows: teacher, cols: S, panels: distill.temperature}
     commands: ["mixkd attack {points} --eps 0 2/255 --out {out}/attack"]   # after every point finished
+    launcher:                                    # settings per launcher (docs/cluster.md), chosen by --launcher
+      slurm: {partition: gpu, time: "8:00:00", gpus_per_task: 1}
 
 Point directories are named AXIS-LABEL_AXIS-LABEL..., or by the `name:` template ("{set}/{arch}").
 """
@@ -91,6 +93,7 @@ class SweepSpec:
     commands: list[str] = field(default_factory=list)  # mixkd command lines run after the grid ({out} filled)
     vars: dict[str, str] = field(default_factory=dict)  # {name} placeholders usable in strings and `name`
     name: str | None = None  # template of the point directory names, e.g. "{set}/{arch}"
+    launcher: dict[str, dict] = field(default_factory=dict)  # {launcher name: its settings} (mixkd.launch)
 
     def points(self, extra: Sequence[str] = ()) -> list[Point]:
         """Every point of the grid, with `extra` KEY=VALUE overrides applied last."""
@@ -176,7 +179,7 @@ def load_spec(path: str | Path, out: str | Path | None = None, settings: Sequenc
     """
     path = find_recipe(path)
     raw = read_yaml_mapping(path, "pass a sweep spec such as those in configs/paper/figures/")
-    allowed = {"recipe", "out", "overrides", "grid", "figures", "commands", "vars", "name"}
+    allowed = {"recipe", "out", "overrides", "grid", "figures", "commands", "vars", "name", "launcher"}
     unknown = set(raw) - allowed
     if unknown:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}; allowed: {', '.join(sorted(allowed))}")
@@ -197,8 +200,12 @@ def load_spec(path: str | Path, out: str | Path | None = None, settings: Sequenc
     if not isinstance(commands, list) or not all(isinstance(c, str) and c.split()[:1] == ["mixkd"]
                                                  for c in commands):
         raise ConfigError(f"{path}: commands must be a list of `mixkd ...` command lines")
+    launchers = raw.get("launcher") or {}
+    if not isinstance(launchers, dict) or not all(isinstance(v, dict) for v in launchers.values()):
+        raise ConfigError(f"{path}: launcher must map launcher names to their settings, e.g. "
+                          "launcher: {slurm: {partition: gpu, time: '8:00:00'}}")
     spec = SweepSpec(path, recipe, Path(out or raw.get("out") or f"runs/sweeps/{path.stem}"), overrides, axes,
-                     list(raw.get("figures") or []), commands, variables, raw.get("name"))
+                     list(raw.get("figures") or []), commands, variables, raw.get("name"), launchers)
     names = [p.name for p in spec.points()]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: the `name` template {spec.name!r} gives several points the same directory; "
@@ -392,22 +399,23 @@ def sharing_a_teacher(points: Sequence[Point]) -> set[str]:
 
 
 def run_sweep(spec: SweepSpec, extra: Sequence[str] = (), jobs: int = 1,
-              say: Callable[[str], None] = print) -> tuple[list[dict], int]:
-    """Run every unfinished point (resuming interrupted ones), `jobs` at a time; returns (results, failures).
+              say: Callable[[str], None] = print, cohorts: bool = True) -> tuple[list[dict], int]:
+    """Run every unfinished point (resuming interrupted ones), `jobs` processes at a time; returns (results,
+    failures). With `cohorts`, points that share a teacher and a data stream train in one process each.
 
     A signal (Ctrl-C, SIGTERM) stops every running point and starts no other, then raises `Stopped`.
     """
     points = spec.points(extra)
     check_points(points, spec.out, require_teachers=False, require_reusable=False)  # configs, before any file
-    with _sweep_lock(spec.out):
-        return _run_locked(spec, points, extra, jobs, say)
+    with sweep_lock(spec.out):
+        return _run_locked(spec, points, extra, jobs, say, cohorts)
 
 
 SWEEP_LOCK = ".mixkd-sweep"  # its fcntl lock marks the one sweep process that runs a sweep folder
 
 
 @contextlib.contextmanager
-def _sweep_lock(out: Path):
+def sweep_lock(out: Path):
     """Hold the sweep folder for this process, or refuse in one line, before anything is written in it."""
     lock, created = out / SWEEP_LOCK, not out.exists()
     try:
@@ -436,7 +444,7 @@ def _sweep_lock(out: Path):
 
 
 def _run_locked(spec: SweepSpec, points: list[Point], extra: Sequence[str], jobs: int,
-                say: Callable[[str], None]) -> tuple[list[dict], int]:
+                say: Callable[[str], None], cohorts: bool) -> tuple[list[dict], int]:
     held = {p.name: inspect_run(spec.out / p.name).holder for p in points}
     held = {name: pid for name, pid in held.items() if pid is not None}
     if held:  # the point processes of an earlier sweep that was killed on its own (SIGKILL of its pid alone)
@@ -445,17 +453,14 @@ def _run_locked(spec: SweepSpec, points: list[Point], extra: Sequence[str], jobs
                          f"({', '.join(sorted(held)[:3])}{', ...' if len(held) > 3 else ''}; pids {pids}): wait "
                          f"for them to finish, or stop them (kill {pids}), then rerun this command")
     check_points(points, spec.out)
-    todo = [p for p in points if status(spec.out / p.name) != "done"]
-    from mixkd.engine.trainer import check_finished_run_inputs
+    from mixkd.launch import in_flight
 
-    for p in points:  # a finished point is reused only on the data and teacher it was trained with
-        if p not in todo:
-            try:
-                check_finished_run_inputs(p.config(), spec.out / p.name)
-            except MixkdError as e:
-                raise type(e)(f"sweep point {p.name}: {e}") from None
-    say(f"sweep {spec.path.name}: {len(points)} points, {len(points) - len(todo)} already done, "
-        f"{len(todo)} to run ({jobs} at a time) -> {spec.out}")
+    flight = in_flight(spec.out, points)  # points another launcher has queued or running (a Slurm array)
+    todo = [p for p in points if status(spec.out / p.name) != "done" and p.name not in flight]
+    check_finished(points, spec.out)
+    queued = f", {len(flight)} queued or running elsewhere (skipped)" if flight else ""
+    say(f"sweep {spec.path.name}: {len(points)} points, {len(points) - len(todo) - len(flight)} already done"
+        f"{queued}, {len(todo)} to run ({jobs} at a time) -> {spec.out}")
     logs = spec.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     shared = sharing_a_teacher(points)
@@ -463,25 +468,45 @@ def _run_locked(spec: SweepSpec, points: list[Point], extra: Sequence[str], jobs
     if shared & {p.name for p in todo}:
         say(f"{len(shared)} points share a teacher: they share its logits through a disk cache in {cache} "
             "(teacher.cache=auto; exact; delete the folder once the sweep is done)")
+    from mixkd.launch.units import group_points
+
+    units = group_points(todo, cohorts)
+    if len(units) < len(todo):
+        sizes = ", ".join(str(len(u)) for u in units if len(u) > 1)
+        say(f"{len(todo)} points train in {len(units)} processes: points that share a teacher and a data stream "
+            f"train together, each exactly as alone (cohorts of {sizes}; docs/cohorts.md; --cohorts off: one "
+            "process per point)")
+        alone = [u[0] for u in units if len(u) == 1]
+        if alone:
+            from mixkd.engine.cohort import why_apart
+
+            other = next(u[0] for u in units if len(u) > 1).config()
+            for p in alone[:5]:
+                say(f"  {p.name} trains alone: {why_apart([other, p.config()]) or 'its cohort has no other point'}")
+            if len(alone) > 5:
+                say(f"  and {len(alone) - 5} more points alone")
     procs = PointProcesses()
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     failed = 0
     try:
-        futures = {pool.submit(_run_point, p, spec.out, logs, procs, cache if p.name in shared else None): p
-                   for p in todo}
-        for k, fut in enumerate(as_completed(futures), 1):
-            p = futures[fut]
-            rc, seconds, tail = fut.result()
-            if rc == 0:
-                s = json.loads((spec.out / p.name / "summary.json").read_text())
-                say(f"[{k}/{len(todo)}] {p.name}: best top-1 {s['best_top1']:.2f}% (epoch {s['best_epoch']}), "
-                    f"last {s['last_top1']:.2f}%  [{seconds:.0f} s]")
-            else:
-                failed += 1
-                say(f"[{k}/{len(todo)}] {p.name}: FAILED (exit {rc}): {tail}  [log: {logs / (p.name + '.log')}]")
+        futures = {pool.submit(_run_unit, u, spec.out, logs, procs, cache if shared & {p.name for p in u} else None):
+                   u for u in units}
+        k = 0
+        for fut in as_completed(futures):
+            for p, (rc, seconds, tail) in zip(futures[fut], fut.result(), strict=True):
+                k += 1
+                if rc == 0:
+                    s = json.loads((spec.out / p.name / "summary.json").read_text())
+                    say(f"[{k}/{len(todo)}] {p.name}: best top-1 {s['best_top1']:.2f}% (epoch {s['best_epoch']}), "
+                        f"last {s['last_top1']:.2f}%  [{seconds:.0f} s]")
+                else:
+                    failed += 1
+                    say(f"[{k}/{len(todo)}] {p.name}: FAILED (exit {rc}): {tail}  [log: {logs / (p.name + '.log')}]")
         rows = collect(spec, extra)
         if failed:
             say(f"{failed} point(s) failed; fix them and rerun the same command (finished points are skipped)")
+        elif flight:
+            say(f"{len(flight)} point(s) still queued or running elsewhere: rerun once they have finished")
         else:
             for text in spec.commands:
                 cmd = command_line(text, spec, extra)
@@ -500,12 +525,47 @@ def _run_locked(spec: SweepSpec, points: list[Point], extra: Sequence[str], jobs
     return rows, failed
 
 
+def check_finished(points: Sequence[Point], out: Path) -> None:
+    """A finished point is reused only on the data and teacher it was trained with (else one line)."""
+    from mixkd.engine.trainer import check_finished_run_inputs
+
+    for p in points:
+        if status(out / p.name) == "done":
+            try:
+                check_finished_run_inputs(p.config(), out / p.name)
+            except MixkdError as e:
+                raise type(e)(f"sweep point {p.name}: {e}") from None
+
+
 def command_line(text: str, spec: SweepSpec, extra: Sequence[str] = ()) -> list[str]:
     """A spec's `mixkd ...` line as an argv for this interpreter; {out}, {points} (the point run directories)
     and the spec's vars filled in."""
     points = " ".join(shlex.quote(str(spec.out / p.name)) for p in spec.points(extra))
     env = {**spec.vars, "out": shlex.quote(str(spec.out)), "points": points}
     return [sys.executable, "-m", *shlex.split(_fill(text, env, spec.path))]
+
+
+def _run_unit(points: list[Point], out: Path, logs: Path, procs: PointProcesses,
+              shared_cache: Path | None = None) -> list[tuple[int | None, float, str]]:
+    """Run one point, or several as one cohort; (exit code, seconds, why it failed) per point."""
+    from mixkd.distill.cache import SHARED_CACHE_ENV
+    from mixkd.launch.units import cohort_command, split_cohort_log
+
+    if len(points) == 1:
+        return [_run_point(points[0], out, logs, procs, shared_cache)]
+    if procs.stopping:
+        return [(None, 0.0, "")] * len(points)
+    env = {**os.environ, SHARED_CACHE_ENV: str(shared_cache)} if shared_cache else None
+    cmd, log_path = cohort_command(points, out)
+    for p in points:  # each point's log starts afresh, as a point run alone writes it
+        (logs / f"{p.name}.log").unlink(missing_ok=True)
+    start = time.perf_counter()
+    with log_path.open("w") as log:
+        log.write(" ".join(cmd) + "\n")
+        log.flush()
+        rc = procs.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    seconds = time.perf_counter() - start
+    return [(code, seconds, why) for code, why in split_cohort_log(points, out, log_path, rc)]
 
 
 def _run_point(point: Point, out: Path, logs: Path, procs: PointProcesses,
@@ -530,6 +590,57 @@ def last_error_line(log: str) -> str:
     lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("mixkd: error:")]
     return (errors or lines or [""])[-1]
+
+
+def point_states(spec: SweepSpec, extra: Sequence[str] = ()) -> list[dict]:
+    """One row per point: state (finished, running, queued, failed, stopped, not started), where it runs,
+    best top-1 of a finished point, and the log (with its last error line) of a failed one.
+
+    Read from the run folders and logs, plus the launchers' queues (squeue where points went to Slurm).
+    """
+    from mixkd.launch import in_flight
+    from mixkd.launch.units import EXIT_NOTE
+
+    points = spec.points(extra)
+    flight = in_flight(spec.out, points)
+    rows = []
+    for p in points:
+        run, log = spec.out / p.name, spec.out / "logs" / f"{p.name}.log"
+        row: dict[str, Any] = {"point": p.name, "state": "not started", "best_top1": None, "where": "",
+                               "log": None}
+        st = status(run)
+        if st == "done":
+            row["state"] = "finished"
+            row["best_top1"] = json.loads((run / "summary.json").read_text()).get("best_top1")
+        elif p.name in flight:
+            row["state"], row["where"] = flight[p.name].state, flight[p.name].where
+        elif log.is_file():
+            lines = [ln for ln in log.read_text(errors="replace").splitlines()
+                     if ln.strip() and not ln.startswith(EXIT_NOTE)]
+            if lines and lines[-1].startswith("mixkd: stopped by"):
+                row["state"], row["where"] = "stopped", "resumed by the next run of the sweep"
+            elif st == "partial" and not any(ln.startswith("mixkd: error:") for ln in lines[-1:]):
+                row["state"], row["where"] = "stopped", "killed; resumed by the next run of the sweep"
+            else:
+                row["state"], row["log"], row["where"] = "failed", str(log), last_error_line("\n".join(lines))
+        elif st == "partial":
+            row["state"], row["where"] = "stopped", "resumed by the next run of the sweep"
+        rows.append(row)
+    return rows
+
+
+def status_table(rows: Sequence[dict]) -> str:
+    """The `--status` table, then a count per state."""
+    width = max([len("point")] + [len(r["point"]) for r in rows])
+    lines = [f"{'point':{width}s}  {'state':11s}  {'best top-1':>10s}  details"]
+    for r in rows:
+        best = f"{r['best_top1']:.2f}" if r["best_top1"] is not None else ""
+        detail = f"log: {r['log']}  ({r['where']})" if r["log"] else r["where"]
+        lines.append(f"{r['point']:{width}s}  {r['state']:11s}  {best:>10s}  {detail}".rstrip())
+    counts = Counter(r["state"] for r in rows)
+    order = ("finished", "running", "queued", "failed", "stopped", "not started")
+    lines.append(f"{len(rows)} points: " + ", ".join(f"{counts[k]} {k}" for k in order if counts[k]))
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- results and figures

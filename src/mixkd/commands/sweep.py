@@ -19,40 +19,79 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                "  mixkd sweep configs/paper/figures/teachers.yaml grid.arch=[resnet8] data.name=fashion-mnist \\\n"
                "      data.train_subset=1000 optim.epochs=2 optim.milestones=[1] --out runs/small --jobs 2\n"
                "  mixkd sweep configs/paper/figures/teachers.yaml grid.arch=[resnet8] data.name=fashion-mnist \\\n"
-               "      data.train_subset=1000 optim.epochs=2 optim.milestones=[1] --out runs/small --collect")
+               "      data.train_subset=1000 optim.epochs=2 optim.milestones=[1] --out runs/small --collect\n"
+               "on a Slurm cluster (docs/cluster.md): submit one job array, then watch it; rerun to resubmit\n"
+               "what failed or was cancelled, and to collect once every point has finished:\n"
+               "  mixkd sweep configs/paper/figures/fig6-pmu-alpha.yaml --launcher slurm launcher.gpus_per_task=1\n"
+               "  mixkd sweep configs/paper/figures/fig6-pmu-alpha.yaml --status")
     p.add_argument("spec", help="sweep spec (YAML): recipe, out, overrides, grid, figures, commands")
-    add_overrides(p, "config overrides applied to every point; vars.NAME=VALUE sets a spec variable and "
-                     "grid.AXIS=[v1,v2] replaces an axis's values (or picks some of its named values)")
+    add_overrides(p, "config overrides applied to every point; vars.NAME=VALUE sets a spec variable, "
+                     "grid.AXIS=[v1,v2] replaces an axis's values (or picks some of its named values) and "
+                     "launcher.KEY=VALUE sets one of the launcher's settings (docs/cluster.md)")
     p.add_argument("--out", help="folder of the point run directories (default: the spec's `out`)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="points run in parallel (default 1)")
+    p.add_argument("--launcher", default="local", metavar="NAME",
+                   help="where the points run: local (here, --jobs at a time) or slurm (one job array, "
+                        "submitted through submitit; the command returns once it is submitted) (default local)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="points run in parallel by the local launcher (default 1)")
+    p.add_argument("--cohorts", choices=("auto", "off"), default="auto",
+                   help="auto: points that share a teacher and a data stream train in one process, each exactly "
+                        "as alone (docs/cohorts.md); off: one process per point (default auto)")
+    p.add_argument("--status", action="store_true",
+                   help="print every point's state (finished, running, queued, failed, stopped, not started)")
     p.add_argument("--dry-run", action="store_true", help="list the points, their status and commands; run nothing")
     p.add_argument("--collect", action="store_true",
                    help="only gather results.csv and draw the figures (an error while no point has finished)")
     p.set_defaults(func=_run)
 
 
+def split_overrides(tokens: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """A sweep's KEY=VALUE tokens: (spec settings vars./grid., launcher.KEY=VALUE, config overrides)."""
+    settings = [t for t in tokens if t.startswith(("vars.", "grid."))]
+    launch = [t for t in tokens if t.startswith("launcher.")]
+    return settings, launch, [t for t in tokens if t not in settings and t not in launch]
+
+
 def _run(args: argparse.Namespace) -> int:
+    import yaml
+
     from mixkd.analysis.sweep import (
         check_points,
         collect,
         command_line,
         dry_run_lines,
         load_spec,
-        run_sweep,
         status,
     )
     from mixkd.config import parse_override
     from mixkd.engine.rundir import check_out_dir
     from mixkd.errors import ConfigError, MixkdError
+    from mixkd.launch import launcher
 
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
-    settings = [t for t in args.overrides if t.startswith(("vars.", "grid."))]
-    overrides = [t for t in args.overrides if t not in settings]
+    settings, launch_settings, overrides = split_overrides(args.overrides)
     for text in overrides:
         parse_override(text)
     spec = load_spec(args.spec, args.out, settings)
     points = spec.points(overrides)
+    chosen = dict(spec.launcher.get(args.launcher) or {})
+    for text in launch_settings:
+        key, eq, value = text[len("launcher."):].partition("=")
+        if not eq or not key:
+            raise ConfigError(f"{text!r}: write launcher.KEY=VALUE, e.g. launcher.partition=gpu")
+        chosen[key] = yaml.safe_load(value) if value else None
+    if args.jobs is not None:
+        if args.launcher != "local":
+            raise ConfigError(f"--jobs is the local launcher's; with --launcher {args.launcher} cap the tasks "
+                              "running at once with launcher.array_parallelism=N")
+        chosen["jobs"] = args.jobs
+    if args.status:
+        from mixkd.analysis.sweep import point_states, status_table
+
+        print(status_table(point_states(spec, overrides)))
+        return 0
+    run_with = launcher(args.launcher, chosen, f"--launcher {args.launcher}")  # settings checked here
     if args.dry_run:
         for line in dry_run_lines(points, spec.out):
             print(line)
@@ -71,6 +110,4 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{done}/{len(rows)} points finished; wrote {spec.out}/results.csv"
               + "".join(f", {f['file']}" for f in spec.figures))
         return 0
-    rows, failed = run_sweep(spec, overrides, args.jobs)
-    print(f"wrote {spec.out}/results.csv" + "".join(f", {f['file']}" for f in spec.figures))
-    return 1 if failed else 0
+    return run_with.run(spec, points, overrides, print, args.cohorts == "auto")
