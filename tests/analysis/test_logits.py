@@ -41,3 +41,24 @@ def test_logits_command(trained_run, untrained_ckpt, tmp_path):
     dist = trained["class_mean_softmax"]["Bag"]
     assert len(dist) == 10 and sum(dist) == pytest.approx(1, abs=1e-4) and max(dist) == dist[8]
     assert (tmp_path / "logits-Bag.png").stat().st_size > 10_000
+
+
+def test_a_student_distilled_on_rescaled_logits_is_also_shown_through_them(trained_run):
+    import dataclasses
+
+    from mixkd.config import load_config
+    from mixkd.distill.losses import std_rescale, zscore
+
+    (m,), data = load_models([trained_run[0]], device="cpu")
+    assert [s.model for s in analyze_logits([m], data, splits=["test"])] == [m.label]  # trained without KD
+    logits, labels = collect_logits(m.model, data.loader("test"))
+    for method, norm, view in [("mixkd", "std", std_rescale(logits)), ("kd", "zscore", zscore(logits) / 2.0)]:
+        cfg = load_config(None, [f"distill.method={method}", f"distill.logit_norm={norm}",
+                                 "distill.base_temperature=2.0"])
+        raw, shown = analyze_logits([dataclasses.replace(m, config=cfg)], data, temperature=4.0, splits=["test"])
+        assert shown.model == f"{m.label} ({norm} view)" and raw.model == m.label
+        want = logit_stats(view, labels)  # the view ignores --temperature: it is what the KD term saw
+        assert shown.entropy == pytest.approx(want["entropy"]) and shown.top1 == raw.top1
+        assert torch.allclose(shown.class_mean.nan_to_num(), want["class_mean"].nan_to_num())
+    cfg = load_config(None, ["distill.method=kd"])  # Hinton's temperature: no second view
+    assert len(analyze_logits([dataclasses.replace(m, config=cfg)], data, splits=["test"])) == 1

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from mixkd.analysis.loading import EvalData, LoadedModel
+from mixkd.distill.norm import LogitNorm
 from mixkd.progress import progress
 
 
@@ -59,13 +60,34 @@ def logit_stats(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> dic
             "class_mean": class_mean}
 
 
+def trained_view(cfg) -> tuple[str, LogitNorm] | None:
+    """(name, normalisation) through which a distilled run's KD term saw its logits, where that is not a
+    temperature: Mix-KD's f/σ (`std`) or z-scores (`zscore`). Such a student's raw softmax looks almost
+    uniform (its logits were only ever compared after rescaling), so the analysis shows this view beside it."""
+    from mixkd.distill import DISTILLERS, needs_teacher
+    from mixkd.distill.norm import build_logit_norm
+
+    if cfg is None or not needs_teacher(cfg.distill.method):
+        return None
+    d = cfg.distill
+    name = d.logit_norm or getattr(DISTILLERS.get(d.method), "default_logit_norm", "none")
+    if name == "none":
+        return None
+    return name, build_logit_norm(name, d.temperature, d.base_temperature)
+
+
 def analyze_logits(models: Sequence[LoadedModel], data: EvalData, temperature: float = 1.0,
                    splits: Sequence[str] = ("train", "test")) -> list[LogitStats]:
-    """LogitStats for every model and split."""
+    """LogitStats for every model and split; a model distilled on rescaled logits also gets an entry
+    "LABEL (NAME view)" of softmax(rescaled logits) (`trained_view`; --temperature does not apply to it)."""
     out = []
     for split in splits:
         loader = data.loader(split)
         for m in models:
-            stats = logit_stats(*collect_logits(m.model, loader, f"{m.label} {split}"), temperature)
-            out.append(LogitStats(m.label, split, **stats))
+            logits, labels = collect_logits(m.model, loader, f"{m.label} {split}")
+            out.append(LogitStats(m.label, split, **logit_stats(logits, labels, temperature)))
+            view = trained_view(m.config)
+            if view is not None:
+                name, norm = view
+                out.append(LogitStats(f"{m.label} ({name} view)", split, **logit_stats(norm.soften(logits), labels)))
     return out
