@@ -344,7 +344,7 @@ def test_points_sharing_a_teacher_and_a_stream_train_as_one_cohort_exactly_as_al
     assert main(["sweep", str(spec)]) == 1  # the diverging point fails; the others finish
     out = capsys.readouterr().out
     assert "4 points train in 1 processes" in out and "(cohorts of 4;" in out
-    assert "method-boom: FAILED (exit 1): mixkd: error: the loss became nan at epoch 1" in out
+    assert "method-boom: FAILED (exit 2): mixkd: error: the loss became nan at epoch 1" in out
     assert (tmp_path / "out" / "logs" / "cohort-method-ce.yaml").is_file()
     boom_log = (tmp_path / "out" / "logs" / "method-boom.log").read_text()
     assert "trained in a cohort of 4 points" in boom_log and "the loss became nan" in boom_log.splitlines()[-1]

@@ -66,11 +66,13 @@ def run_cohort(args: argparse.Namespace) -> int:
     members = read_plan(Path(args.plan), list(args.overrides))
     results = Cohort(members, quiet=args.quiet).fit()
     failed = 0
+    internal = False  # a failure that is not mixkd's one-line kind (exit 1, as a run alone gives)
     for m, r in zip(members, results, strict=True):
         if isinstance(r, BaseException):
             failed += 1
+            internal = internal or not isinstance(r, MixkdError)
             why = str(r) if isinstance(r, MixkdError) else f"{type(r).__name__}: {r}"
             print(f"mixkd: error: {m.out}: {why}", file=sys.stderr)
         elif not args.quiet:
             print(json.dumps({"out": str(m.out), **{k: r[k] for k in ("best_top1", "best_epoch", "last_top1")}}))
-    return 1 if failed else 0
+    return (1 if internal else 2) if failed else 0  # the exit code a member alone would give
