@@ -60,11 +60,13 @@ slurm:
 quickstart: setup data
 	$(VENV)/bin/mixkd quickstart
 
+# the suite runs in TEST_JOBS pytest processes, one test file each at a time (most tests train on one thread)
+TEST_JOBS ?= 2
 test: setup data cxx slurm
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile
 
 test-slow: setup data cxx slurm
-	$(PY) -m pytest -m 'slow or not slow'
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile -m 'slow or not slow'
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
