@@ -154,8 +154,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print(stop_message(e), file=sys.stderr)
         return 128 + getattr(e, "signum", signal.SIGINT)
-    finally:
-        set_quiet(False)  # --quiet is this command's: an in-process caller's next call reports again
     return int(result or 0)
 
 
