@@ -86,3 +86,12 @@ def cuda_data() -> list[str]:
         if zip_path.is_file():
             return ["data.name=imagefolder", f"data.root={zip_path}"]
     pytest.skip("no data for the CUDA tests: install dataset-fashion-mnist or run `benchmarks/gpu.sh prepare`")
+
+
+@pytest.fixture(autouse=True)
+def _reports_not_quiet():
+    """Each test starts with progress notes on: an in-process `main([... --quiet])` leaves them off."""
+    from mixkd.progress import set_quiet
+
+    set_quiet(False)
+    yield

@@ -226,7 +226,6 @@ def _resolved_data(argv: tuple[str, ...]) -> tuple[str, str | None] | None:
         args = parse_args(list(argv))
         if args.command == "sweep":
             from mixkd.analysis.sweep import load_spec
-
             from mixkd.commands.sweep import split_overrides
 
             settings, _, overrides = split_overrides(args.overrides)

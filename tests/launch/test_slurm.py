@@ -46,6 +46,17 @@ def _states(spec: Path, *args: str) -> dict[str, list[str]]:
     return {ln.split()[0]: ln.split() for ln in out[1:-1]}
 
 
+def _settled_states(spec: Path, timeout: float = 60) -> dict[str, list[str]]:
+    """--status once no point is queued or running (a task's processes end a moment after squeue drops it)."""
+    start = time.monotonic()
+    while True:
+        states = _states(spec)
+        if not {s[1] for s in states.values()} & {"queued", "running"}:
+            return states
+        assert time.monotonic() - start < timeout, states
+        time.sleep(0.5)
+
+
 def _results(path: Path) -> list[dict]:
     with path.open() as f:
         return [{k: v for k, v in r.items() if k != "wall_time_s"} for r in csv.DictReader(f)]
@@ -106,7 +117,7 @@ def test_a_slurm_sweep_reports_every_state_resubmits_only_what_is_left_and_equal
     again = run_mixkd("sweep", str(spec), *SLURM)
     assert "nothing to submit" in again.stdout or "every point" not in again.stdout
     wait_s = _wait_gone(slurm, job)
-    states = _states(spec)
+    states = _settled_states(spec)
     assert states["method-ce_seed-0"][1] == "finished" and float(states["method-ce_seed-0"][2]) > 10
     failed = states["method-kd_seed-1"]
     assert failed[1] == "failed" and f"log: {tmp_path / 'out' / 'logs' / 'method-kd_seed-1.log'}" in " ".join(failed)
@@ -165,7 +176,7 @@ def test_a_task_cancelled_mid_run_stops_cleanly_and_the_rerun_resumes_it_exactly
     slurm.run("scancel", job)  # the user cancels the task: its point stops cleanly, not requeued
     _wait_gone(slurm, job)
     out = tmp_path / "out"
-    assert _states(spec)["seed-0"][1] == "stopped"
+    assert _settled_states(spec)["seed-0"][1] == "stopped"
     assert "mixkd: stopped by SIGTERM" in (out / "logs" / "seed-0.log").read_text()
     assert 2 <= _epochs(out / "seed-0") < 40
     rerun = run_mixkd("sweep", str(spec), *SLURM)
