@@ -44,18 +44,17 @@ class WorkUnit:
     cwd: Path  # the folder relative config paths are read from: where the sweep was started
     shared: frozenset[str] = frozenset()  # points sharing a teacher's logits through the sweep's disk cache
     _proc: subprocess.Popen | None = field(default=None, repr=False, compare=False)
-    _stopped: bool = field(default=False, repr=False, compare=False)
 
     def names(self) -> list[str]:
         """The names of this unit's points."""
         return [p.name for p in self.points]
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_proc": None, "_stopped": False}  # a requeued unit starts fresh
+        return {**self.__dict__, "_proc": None}  # a requeued unit starts fresh
 
     def __call__(self) -> dict[str, int]:
         """Train every unfinished point of the unit; {point: exit code}. Raises when one failed."""
-        from mixkd.analysis.sweep import status
+        from mixkd.analysis.sweep import command_for, status
 
         os.chdir(self.cwd)
         if threading.current_thread() is threading.main_thread():
@@ -71,7 +70,7 @@ class WorkUnit:
                                                           strict=True)}
         elif left:
             p = left[0]
-            codes[p.name] = self._run(command_for_point(p, self.out), self.out / "logs" / f"{p.name}.log",
+            codes[p.name] = self._run(command_for(p, self.out / p.name), self.out / "logs" / f"{p.name}.log",
                                       self._env([p]))
         failed = {n: rc for n, rc in codes.items() if rc}
         if failed:
@@ -107,8 +106,7 @@ class WorkUnit:
         return rc
 
     def stop(self) -> None:
-        """Stop the running point cleanly (SIGTERM; SIGKILL after STOP_GRACE_S) and start no other."""
-        self._stopped = True
+        """Stop the running process cleanly (SIGTERM; SIGKILL after STOP_GRACE_S)."""
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
@@ -125,13 +123,6 @@ class WorkUnit:
 
         self.stop()
         return DelayedSubmission(self)
-
-
-def command_for_point(point: Any, out: Path) -> list[str]:
-    """The `train`/`distill` command of one point (a new run, or `--resume` of a stopped one)."""
-    from mixkd.analysis.sweep import command_for
-
-    return command_for(point, out / point.name)
 
 
 def group_points(points: list[Any], cohorts: bool) -> list[list[Any]]:
