@@ -27,7 +27,7 @@ from mixkd.distill import needs_teacher
 from mixkd.engine import distributed as D
 from mixkd.engine.assembly import Shared, Student, build_shared, build_student, check_config, resolve_runtime
 from mixkd.engine.loop import Diverged, train_epoch
-from mixkd.engine.metrics import evaluate
+from mixkd.engine.metrics import CALIBRATION_ROW, evaluate
 from mixkd.engine.rundir import DiskWriteError
 from mixkd.engine.schedule import lr_at, set_lr
 from mixkd.engine.session import RunSession
@@ -259,7 +259,8 @@ class Cohort:
                 else:
                     test = evaluate(student.model, shared.data.test, self.rt.precision, self.rt.channels_last)
                     row = {"epoch": epoch + 1, "lr": lr_at(student.cfg.optim, epoch), **row,
-                           "test_loss": test["loss"], "top1": test["top1"], "top5": test["top5"]}
+                           "test_loss": test["loss"], "top1": test["top1"], "top5": test["top5"],
+                           **{k: test[k] for k in CALIBRATION_ROW if k in test}}
                     row["seconds"] = time.perf_counter() - t0
                     session.commit_epoch(student, epoch, row)
             except MixkdError as e:

@@ -8,7 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mixkd.engine.calibration import DEFAULT_BINS, Calibration
 from mixkd.engine.precision import autocast
+
+# the calibration figures of a metrics.jsonl row (its test_loss is the NLL)
+CALIBRATION_ROW = ("ece", "mce", "brier")
 
 
 def topk_correct(logits: Tensor, y: Tensor, ks: tuple[int, ...] = (1, 5)) -> list[int]:
@@ -21,10 +25,12 @@ def topk_correct(logits: Tensor, y: Tensor, ks: tuple[int, ...] = (1, 5)) -> lis
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable, precision: str = "fp32",
-             channels_last: bool = False) -> dict[str, float]:
-    """Top-1, top-5 (percent) and mean cross-entropy of `model` over `batches` (model left in eval mode)."""
+             channels_last: bool = False, bins: int = DEFAULT_BINS) -> dict[str, float]:
+    """Top-1, top-5 (percent), mean cross-entropy and calibration (ece, mce in percent, brier; see
+    engine/calibration.py, `bins` equal-width bins) of `model` over `batches` (model left in eval mode)."""
     model.eval()
     n = correct1 = correct5 = 0
+    cal = Calibration(bins)
     loss_sum = 0.0
     for batch in batches:
         x = batch.x.contiguous(memory_format=torch.channels_last) if channels_last else batch.x
@@ -35,6 +41,10 @@ def evaluate(model: nn.Module, batches: Iterable, precision: str = "fp32",
         c1, c5 = topk_correct(logits, batch.y)
         correct1 += c1
         correct5 += c5
+        cal.update(logits, batch.y)
         n += batch.y.numel()
     n = max(n, 1)
-    return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss_sum / n}
+    out = {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss_sum / n}
+    if cal.n:  # the loss is the NLL; an empty split has no calibration (NaN would read as a diverged run)
+        out.update({k: v for k, v in cal.result().items() if k != "nll"})
+    return out

@@ -25,6 +25,7 @@ from mixkd.distill import needs_teacher
 from mixkd.distill.cache import weights_digest
 from mixkd.engine import distributed as D
 from mixkd.engine.assembly import Runtime, Shared, Student
+from mixkd.engine.calibration import calibration_summary
 from mixkd.engine.rundir import (
     RESULT_NEUTRAL,
     RESUME_ADJUSTABLE,
@@ -312,6 +313,7 @@ class RunSession:
             "best_epoch": best["epoch"],
             "last_top1": last.get("top1"),
             "last_top5": last.get("top5"),
+            **calibration_summary(rows, best["epoch"]),
             "wall_time_s": self.elapsed,
             "seed": cfg.seed,
             "device": str(self.rt.device),
@@ -327,6 +329,7 @@ class RunSession:
                 "arch": cfg.teacher.arch or (shared.teachers.arch if shared.teachers else None),
                 "top1": self.teacher_eval["top1"],
                 "top5": self.teacher_eval["top5"],
+                "ece": self.teacher_eval.get("ece"),
                 "precision": self.rt.teacher_precision,
                 "compiled": teacher.compiled if teacher is not None else False,
             }
