@@ -71,12 +71,22 @@ class TeacherConfig:
 
 @dataclass
 class MixingConfig:
-    """Batch mixing: `none`, or `mixup` over a `fraction` of each batch (1.0 = full mixup)."""
+    """Batch mixing over a `fraction` of each batch's rows (1.0 = every row): `none`, `mixup`, `cutmix`,
+    `mixup-cutmix`, `cutmix-pick` or `confident-mixup` (docs/methods.md, "Mixings")."""
 
     name: str = "none"
     alpha: float = field(default=1.0, metadata=_range(0.0, open_lo=True))
     fraction: float = field(default=1.0, metadata=_range(0.0, 1.0))
     sampling: Literal["exact", "official"] = "exact"
+    # mixup-cutmix: the share of mixed rows that use CutMix (the others mixup), and CutMix's own α (null: alpha)
+    switch_prob: float = field(default=0.5, metadata=_range(0.0, 1.0))
+    cutmix_alpha: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
+    # cutmix-pick: CutMix draws per mixed row, of which the teacher's most uncertain is kept
+    candidates: int = field(default=2, metadata=_range(1, 64))
+
+
+# the mixing keys beyond name/alpha/fraction/sampling that each mixing reads (config.yaml keeps only these)
+MIXING_OWN_KEYS = {"mixup-cutmix": ("switch_prob", "cutmix_alpha"), "cutmix-pick": ("candidates",)}
 
 
 # Per-method sections of `distill`: a key left unset (null) means the method's published default, which
@@ -471,6 +481,9 @@ def _check_consistency(cfg: RunConfig) -> None:
             raise ConfigError(f"optim.milestones: must be increasing, got {o.milestones}")
     if o.warmup_epochs >= o.epochs:
         raise ConfigError(f"optim.warmup_epochs: must be < optim.epochs ({o.epochs}), got {o.warmup_epochs}")
+    if cfg.mixing.sampling == "official" and cfg.mixing.name != "mixup":
+        raise ConfigError(f"mixing.sampling=official is the paper's mixup code and applies to mixup only, not "
+                          f"mixing.name={cfg.mixing.name}; use mixing.sampling=exact")
     if cfg.runtime.precision == "fp16" and cfg.runtime.device == "cpu":
         raise ConfigError("runtime.precision: fp16 autocast is for GPUs; use bf16 or fp32 on the CPU")
 
@@ -502,6 +515,7 @@ def compact_config(raw: dict) -> dict:
     `from_dict(compact_config(d))` equals `from_dict(d)` and resume/reuse checks see the same config. A section
     of another method that holds a value stays, since it is what was asked for. Other keys are untouched.
     """
+    raw = _compact_mixing(raw)
     distill = raw.get("distill")
     if not isinstance(distill, dict):
         return raw
@@ -509,6 +523,19 @@ def compact_config(raw: dict) -> dict:
     unused = {name for name, default in method_sections().items()
               if name != method and name in distill and distill[name] in (None, default)}
     return {**raw, "distill": {k: v for k, v in distill.items() if k not in unused}}
+
+
+def _compact_mixing(raw: dict) -> dict:
+    """`raw` without the mixing keys its mixing does not read that hold their defaults (so a mixup run's
+    config.yaml reads as it did before CutMix's keys existed)."""
+    mixing = raw.get("mixing")
+    if not isinstance(mixing, dict):
+        return raw
+    own = {k for keys in MIXING_OWN_KEYS.values() for k in keys}
+    used = set(MIXING_OWN_KEYS.get(mixing.get("name", MixingConfig.name), ()))
+    defaults = dataclasses.asdict(MixingConfig())
+    drop = {k for k in own - used if k in mixing and mixing[k] == defaults[k]}
+    return {**raw, "mixing": {k: v for k, v in mixing.items() if k not in drop}}
 
 
 def to_saved_dict(cfg: RunConfig) -> dict:

@@ -2,8 +2,8 @@
 
 from mixkd.distill import crd, dkd, features  # noqa: F401  (register their methods)
 from mixkd.distill.base import DISTILLERS, DistillContext, Distiller, InitStage
-from mixkd.distill.distillers import build_distiller, method_class, needs_teacher
+from mixkd.distill.distillers import build_distiller, method_class, needs_teacher, uses_teacher
 from mixkd.distill.teacher import FrozenTeacher
 
 __all__ = ["DISTILLERS", "DistillContext", "Distiller", "FrozenTeacher", "InitStage", "build_distiller",
-           "method_class", "needs_teacher"]
+           "method_class", "needs_teacher", "uses_teacher"]

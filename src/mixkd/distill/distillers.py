@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from mixkd.config import DistillConfig
+from mixkd.config import DistillConfig, RunConfig
 from mixkd.distill.base import DISTILLERS, DistillContext, Distiller
 from mixkd.distill.teacher import FrozenTeacher
 
@@ -63,3 +63,10 @@ def build_distiller(cfg: DistillConfig, student: nn.Module, teacher: FrozenTeach
 def needs_teacher(method: str) -> bool:
     """Whether the method named `method` distils from a teacher."""
     return method_class(method).needs_teacher
+
+
+def uses_teacher(cfg: RunConfig) -> bool:
+    """Whether the run `cfg` reads a teacher: its method distils from one, or its mixing picks rows by it."""
+    from mixkd.mixing import mixing_needs_teacher
+
+    return needs_teacher(cfg.distill.method) or mixing_needs_teacher(cfg.mixing)

@@ -23,7 +23,14 @@ from torch import Tensor, nn
 
 from mixkd.config import RunConfig
 from mixkd.data import DATASETS, Batch, DataBundle, build_data
-from mixkd.distill import DistillContext, FrozenTeacher, build_distiller, method_class, needs_teacher
+from mixkd.distill import (
+    DistillContext,
+    FrozenTeacher,
+    build_distiller,
+    method_class,
+    needs_teacher,
+    uses_teacher,
+)
 from mixkd.distill.base import Distiller, InitStage
 from mixkd.distill.cache import check_cache_dir
 from mixkd.distill.teacher_pool import TeacherPool
@@ -39,7 +46,7 @@ from mixkd.engine.precision import (
     tune_malloc,
 )
 from mixkd.errors import ConfigError
-from mixkd.mixing import MIXERS, Mixer, MixResult, build_mixer
+from mixkd.mixing import MIXERS, Mixer, MixResult, build_mixer, mixing_needs_teacher
 from mixkd.models import MODELS, build_model
 
 
@@ -98,10 +105,12 @@ def check_config(cfg: RunConfig, rt: Runtime) -> None:
             f"distill.method={cfg.distill.method} relates the samples of a batch and needs at least "
             f"{method.min_batch()} per batch, but data.batch_size={cfg.data.batch_size}{spread} gives "
             f"{per_process}; raise data.batch_size")
-    if needs_teacher(cfg.distill.method):
+    if uses_teacher(cfg):
         if not cfg.teacher.checkpoint:
+            who = (f"distill.method={cfg.distill.method}" if needs_teacher(cfg.distill.method)
+                   else f"mixing.name={cfg.mixing.name} (it picks rows by the teacher's outputs)")
             raise ConfigError(
-                f"distill.method={cfg.distill.method} needs a teacher: pass --teacher PATH "
+                f"{who} needs a teacher: pass --teacher PATH "
                 "(teacher.checkpoint=PATH in a config; add teacher.arch=NAME for community checkpoints)"
             )
         if not Path(cfg.teacher.checkpoint).is_file():
@@ -199,14 +208,26 @@ def build_shared(cfgs: list[RunConfig], rt: Runtime) -> Shared:
     """Data, mixer and teacher of the students `cfgs` (which share the keys of the cohort rule)."""
     cfg = cfgs[0]
     teachers = None
-    teacher_cfg = next((c for c in cfgs if needs_teacher(c.distill.method)), None)
+    teacher_cfg = next((c for c in cfgs if uses_teacher(c)), None)
     if teacher_cfg is not None:  # read before the data, so a bad checkpoint fails before minutes of work
         teachers = TeacherPool(teacher_cfg.teacher)
     data = build_data(cfg.data, device=rt.device, seed=cfg.seed, rank=rt.dist.rank, world_size=rt.dist.world_size)
     if teachers is not None:
         teachers.check_data(data.spec)
         teachers.to(rt.device, rt.channels_last)
-    return Shared(cfg, rt, data, build_mixer(cfg.mixing), teachers)
+    mixer = build_mixer(cfg.mixing)
+    if mixing_needs_teacher(cfg.mixing):
+        assert teachers is not None
+        mixer.attach_teacher(_mixing_teacher(teachers, rt))
+    return Shared(cfg, rt, data, mixer, teachers)
+
+
+def _mixing_teacher(teachers: TeacherPool, rt: Runtime) -> Callable[[Tensor], Tensor]:
+    """The teacher a teacher-guided mixing reads: eager, uncached and its own, so its choices are the same
+    whichever students share the cohort (a student's teacher may be compiled or cached)."""
+    with torch.random.fork_rng(devices=[]):
+        frozen = FrozenTeacher(teachers.model, rt.teacher_precision, channels_last=rt.channels_last, fold_bn=True)
+    return lambda x: frozen.compute(x).float()
 
 
 # --------------------------------------------------------------------------- one student

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mixkd.config import RunConfig, to_dict
-from mixkd.distill import needs_teacher
+from mixkd.distill import uses_teacher
 from mixkd.engine import distributed as D
 from mixkd.engine.assembly import Shared, Student, build_shared, build_student, check_config, resolve_runtime
 from mixkd.engine.loop import Diverged, train_epoch
@@ -50,7 +50,7 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
 
 def teacher_identity(cfg: RunConfig) -> dict | None:
     """What a cohort must agree on about the teacher of `cfg` (None: the run has no teacher)."""
-    if not needs_teacher(cfg.distill.method) or not cfg.teacher.checkpoint:
+    if not uses_teacher(cfg) or not cfg.teacher.checkpoint:
         return None
     path = Path(cfg.teacher.checkpoint)
     if path.is_file():
@@ -191,7 +191,7 @@ class Cohort:
         except MixkdError as e:  # the teacher (or the data) cannot be used: every student that needs it fails
             if self.solo:
                 raise
-            rest = [i for i in live if not needs_teacher(self.members[i].cfg.distill.method)]
+            rest = [i for i in live if not uses_teacher(self.members[i].cfg)]
             for i in live:
                 if i not in rest or len(rest) == len(live):
                     self._fail(i, e)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from mixkd.config import DataConfig, RunConfig, to_dict
 from mixkd.data import DATASETS
-from mixkd.distill import needs_teacher
+from mixkd.distill import uses_teacher
 from mixkd.distill.cache import weights_digest
 from mixkd.engine import distributed as D
 from mixkd.engine.assembly import Runtime, Shared, Student
@@ -45,6 +45,7 @@ from mixkd.engine.rundir import (
 )
 from mixkd.engine.signals import uninterrupted
 from mixkd.errors import CheckpointError, ConfigError, MixkdError
+from mixkd.mixing import mixing_settings
 from mixkd.models.weights import load_model, load_weights
 
 
@@ -136,7 +137,7 @@ class RunSession:
     def restore(self, shared: Shared, student: Student) -> None:
         """With --resume: load the run's checkpoint into `student` (None there: restart from epoch 1)."""
         self.data_spec = shared.data.spec
-        pool = shared.teachers if needs_teacher(self.cfg.distill.method) else None
+        pool = shared.teachers if uses_teacher(self.cfg) else None
         self.teacher_sha256 = pool.sha256 if pool is not None else None
         if not self.resume:
             return
@@ -304,8 +305,7 @@ class RunSession:
             "dataset": cfg.data.name,
             "method": cfg.distill.method,
             "distill": student.distiller.settings(),
-            "mixing": {"name": cfg.mixing.name, "fraction": cfg.mixing.fraction, "alpha": cfg.mixing.alpha,
-                       "sampling": cfg.mixing.sampling},
+            "mixing": mixing_settings(cfg.mixing),
             "epochs": cfg.optim.epochs,
             "init_epochs": student.init_epochs,
             "best_top1": best["top1"],
@@ -390,7 +390,7 @@ def check_finished_run_inputs(cfg: RunConfig, path: Path) -> None:
         return
     spec = _data_spec(json.dumps(to_dict(cfg.data), sort_keys=True), str(Path.cwd()))
     teacher = None
-    if (needs_teacher(cfg.distill.method) and state.get("teacher_sha256")
+    if (uses_teacher(cfg) and state.get("teacher_sha256")
             and Path(cfg.teacher.checkpoint or "").is_file()):
         file = Path(cfg.teacher.checkpoint).resolve()
         teacher = _teacher_sha256(str(file), file.stat().st_mtime_ns, cfg.teacher.arch)
