@@ -221,6 +221,47 @@ class OFDConfig:
 
 
 @dataclass
+class DISTConfig:
+    """DIST (Huang et al., NeurIPS 2022): Pearson-correlation relations of the softened predictions."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+    beta: float | None = field(default=None, metadata=_range(0.0))  # inter-class (per-sample) relation
+    gamma: float | None = field(default=None, metadata=_range(0.0))  # intra-class (per-class) relation
+
+
+@dataclass
+class KDSVDConfig:
+    """KDSVD (Lee et al., ECCV 2018): RBF relations of consecutive stages' leading singular vectors."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+    k: int | None = field(default=None, metadata=_range(1))
+    form: Literal["mdistiller", "paper"] | None = None
+
+
+@dataclass
+class ReviewKDConfig:
+    """ReviewKD (Chen et al., CVPR 2021): attention-based fusion of the student's stages, hierarchical context loss."""
+
+    weight: float | None = field(default=None, metadata=_range(0.0))
+    warmup_epochs: int | None = field(default=None, metadata=_range(0))
+    max_mid_channel: int | None = field(default=None, metadata=_range(1))
+
+
+@dataclass
+class CTKDConfig:
+    """Curriculum temperature (Li et al., AAAI 2023): a learned KD temperature through gradient reversal; a
+    plug-in for every method with a KD term or a logit term (kd, dkd, dist, ...), `distill.method=ctkd` = KD + it."""
+
+    mode: Literal["off", "global", "instance"] | None = None
+    t_start: float | None = field(default=None, metadata=_range(0.0, open_lo=True))  # the lowest temperature
+    t_end: float | None = field(default=None, metadata=_range(0.0))  # the temperature's range above t_start
+    init: float | None = None  # the module's first output before the sigmoid (global: the parameter)
+    lambda_max: float | None = field(default=None, metadata=_range(0.0))
+    curriculum_epochs: int | None = field(default=None, metadata=_range(0))
+    hidden: int | None = field(default=None, metadata=_range(1))  # instance mode: the MLP's width
+
+
+@dataclass
 class DistillConfig:
     """The loss: total = ce_weight · CE + kd_weight · KD + <method>.weight · the method's own term."""
 
@@ -248,6 +289,10 @@ class DistillConfig:
     fsp: FSPConfig = field(default_factory=FSPConfig)
     ickd: ICKDConfig = field(default_factory=ICKDConfig)
     ofd: OFDConfig = field(default_factory=OFDConfig)
+    dist: DISTConfig = field(default_factory=DISTConfig)
+    kdsvd: KDSVDConfig = field(default_factory=KDSVDConfig)
+    reviewkd: ReviewKDConfig = field(default_factory=ReviewKDConfig)
+    ctkd: CTKDConfig = field(default_factory=CTKDConfig)
 
 
 @dataclass

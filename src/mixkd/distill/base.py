@@ -19,8 +19,9 @@ from torch import Tensor, nn
 
 from mixkd.config import DistillConfig
 from mixkd.data import Batch
-from mixkd.distill.losses import kl_batchmean, soft_cross_entropy
-from mixkd.distill.norm import build_logit_norm
+from mixkd.distill import ctkd
+from mixkd.distill.losses import kl_rows, soft_cross_entropy
+from mixkd.distill.norm import LearnedTemperature, LogitNorm, build_logit_norm
 from mixkd.distill.teacher import FrozenTeacher
 from mixkd.errors import CheckpointError, ConfigError
 from mixkd.mixing import MixResult
@@ -71,6 +72,7 @@ class Distiller(nn.Module):
     # the method's typed section of `distill` (e.g. "crd") and its published defaults; null keys take these
     section: ClassVar[str | None] = None
     defaults: ClassVar[dict] = {}
+    default_ctkd_mode: ClassVar[str] = "off"  # CTKD's learned temperature (distill.ctkd), a plug-in for logit terms
 
     def __init__(self, student: nn.Module, teacher: FrozenTeacher | None, cfg: DistillConfig,
                  ctx: DistillContext) -> None:
@@ -85,6 +87,15 @@ class Distiller(nn.Module):
         self.norm = build_logit_norm(self.logit_norm, cfg.temperature, cfg.base_temperature)
         self.params = self.resolved_params(cfg)
         self.epoch = 0
+        # CTKD: the step's normalisation binds the learned temperature to the configured one (`base_norm`)
+        self.base_norm: LogitNorm = self.norm
+        self.ctkd_params = ctkd.resolve(cfg.ctkd, self.default_ctkd_mode)
+        self.ctkd: ctkd.CurriculumTemperature | None = None
+        if self.ctkd_params["mode"] != "off":
+            kw = {k: v for k, v in self.ctkd_params.items() if k != "mode"}
+            self.ctkd = ctkd.CurriculumTemperature(self.ctkd_params["mode"], ctx.num_classes, **kw)
+        self._t_sum: Tensor | None = None
+        self._t_steps = 0
 
     # ------------------------------------------------------------------ configuration
     @classmethod
@@ -107,6 +118,11 @@ class Distiller(nn.Module):
         if not cls.needs_teacher and kd > 0:
             raise ConfigError(f"distill.method={cfg.method} has no teacher, so distill.kd_weight must be 0 "
                               f"(got {kd}); use distill.method=kd to distil")
+        mode = ctkd.resolve(cfg.ctkd, cls.default_ctkd_mode)["mode"]
+        if mode != "off" and not (kd > 0 or cls.logit_term):
+            raise ConfigError(f"distill.ctkd.mode={mode} learns the temperature of a logit term, and "
+                              f"distill.method={cfg.method} has none here; set distill.kd_weight > 0 or use "
+                              "kd, dkd or dist")
 
     @classmethod
     def needs(cls) -> list[str]:
@@ -129,24 +145,30 @@ class Distiller(nn.Module):
                "logit_norm": cls.default_logit_norm}
         if cls.default_kd_weight > 0 or cls.logit_term:
             norm_key = {"none": "temperature", "zscore": "base_temperature"}.get(cls.default_logit_norm)
-            if norm_key:
+            if norm_key and cls.default_ctkd_mode == "off":  # CTKD learns the temperature instead
                 out[norm_key] = DistillConfig.__dataclass_fields__[norm_key].default
         if cls.section is not None:
             out[cls.section] = dict(cls.defaults)
         if cls.has_init_stage and cls.default_init_lr is not None:
             out["init_lr"] = cls.default_init_lr
+        if cls.default_ctkd_mode != "off":
+            out["ctkd"] = {"mode": cls.default_ctkd_mode, **ctkd.DEFAULTS}
         return out
 
     def settings(self) -> dict:
         """The resolved loss settings of this run (recorded in summary.json)."""
         out = {"method": self.cfg.method, "ce_weight": self.ce_weight, "kd_weight": self.kd_weight,
                "logit_norm": self.logit_norm}
-        if self.logit_norm == "none":
+        if self.ctkd is not None:  # the temperature is learned, not configured
+            pass
+        elif self.logit_norm == "none":
             out["temperature"] = self.cfg.temperature
         elif self.logit_norm == "zscore":
             out["base_temperature"] = self.cfg.base_temperature
         if self.params:
             out[self.section] = dict(self.params)
+        if self.ctkd is not None:
+            out["ctkd"] = dict(self.ctkd_params)
         return out
 
     # ------------------------------------------------------------------ the step
@@ -172,12 +194,17 @@ class Distiller(nn.Module):
     def logit_terms(self, s: Tensor, t: Tensor | None, mix: MixResult) -> dict[str, Tensor]:
         """γ · CE(target, ce_logits(s)) and α · factor · KL(soften(t) ‖ soften(s)), the zero-weight ones left out."""
         terms = {}
+        if self.ctkd is not None and t is not None:  # this step's learned temperature, for every logit term
+            temperature = self.ctkd(s, t, self.epoch)
+            self.norm = LearnedTemperature(self.base_norm, temperature)
+            mean_t = temperature.detach().mean()
+            self._t_sum = mean_t if self._t_sum is None else self._t_sum + mean_t
+            self._t_steps += 1
         if self.ce_weight > 0:
             terms["ce"] = self.ce_weight * soft_cross_entropy(self.norm.ce_logits(s), mix.target)
         if self.kd_weight > 0:
             assert t is not None
-            kl = kl_batchmean(self.norm.soften(s), self.norm.soften(t))
-            terms["kd"] = self.kd_weight * (kl * self.norm.kl_factor if self.norm.kl_factor != 1.0 else kl)
+            terms["kd"] = self.kd_weight * self.norm.weigh(kl_rows(self.norm.soften(s), self.norm.soften(t)))
         return terms
 
     def method_terms(self, s: ModelOutput, t: ModelOutput | None, batch: Batch,
@@ -192,7 +219,11 @@ class Distiller(nn.Module):
 
     def epoch_stats(self) -> dict[str, float]:
         """Numbers to log for the epoch that just ended (the teacher's cache hit rate, ...); resets them."""
-        return self.teacher.epoch_stats() if self.teacher is not None else {}
+        out = self.teacher.epoch_stats() if self.teacher is not None else {}
+        if self._t_steps:  # CTKD: the epoch's mean learned temperature
+            out["ctkd_temperature"] = float(self._t_sum) / self._t_steps
+            self._t_sum, self._t_steps = None, 0
+        return out
 
     def own_modules_to(self, device: torch.device) -> Distiller:
         """Move the method's own modules and tensors (not the student or the teacher) to `device`."""

@@ -1,5 +1,6 @@
 """The logit-based methods: `ce` (no teacher), `kd` (Hinton), and `mixkd` / `logitstd`, which are KD with the
-std-rescaling or z-score logit normalisation (see mixkd.distill.norm). The registry and build functions
+std-rescaling or z-score logit normalisation (see mixkd.distill.norm), and `ctkd`, KD with CTKD's learned
+temperature (mixkd.distill.ctkd). The registry and build functions
 for every method live here too.
 """
 
@@ -9,6 +10,7 @@ from torch import nn
 
 from mixkd.config import DistillConfig, RunConfig
 from mixkd.distill.base import DISTILLERS, DistillContext, Distiller
+from mixkd.distill.ctkd import PAPER as CTKD_PAPER
 from mixkd.distill.teacher import FrozenTeacher
 
 HINTON = "Hinton, Vinyals, Dean: Distilling the Knowledge in a Neural Network (2015)"
@@ -45,6 +47,14 @@ class LogitStandardKD(HintonKD):
 
     paper = "Sun et al.: Logit Standardization in Knowledge Distillation (CVPR 2024)"
     default_logit_norm = "zscore"
+
+
+@DISTILLERS.register("ctkd")
+class CurriculumTemperatureKD(HintonKD):
+    """KD whose temperature is learned adversarially with a curriculum (distill.ctkd, mode global by default)."""
+
+    paper = CTKD_PAPER
+    default_ctkd_mode = "global"
 
 
 def method_class(method: str) -> type[Distiller]:

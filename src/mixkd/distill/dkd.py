@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mixkd.distill.base import DISTILLERS, Distiller
-from mixkd.distill.losses import kl_batchmean
+from mixkd.distill.losses import kl_rows
 
 _MASK = 1000.0  # subtracted from the softened target logits for NCKD, as the published code does
 
@@ -37,6 +37,11 @@ def target_set(target: Tensor) -> Tensor:
 
 def tckd(s: Tensor, t: Tensor, targets: Tensor) -> Tensor:
     """KL over the bins [each class of the target set] + [all other classes], batch mean (softened logits in)."""
+    return tckd_rows(s, t, targets).mean()
+
+
+def tckd_rows(s: Tensor, t: Tensor, targets: Tensor) -> Tensor:
+    """[B]: each row's TCKD (softened logits in)."""
     log_ps, log_pt = F.log_softmax(s.float(), dim=1), F.log_softmax(t.float(), dim=1)
     pt = log_pt.exp()
     inside = (targets * pt * (log_pt - log_ps)).sum(dim=1)
@@ -44,13 +49,18 @@ def tckd(s: Tensor, t: Tensor, targets: Tensor) -> Tensor:
     pt_o = (pt * other).sum(dim=1)
     ps_o = (log_ps.exp() * other).sum(dim=1)
     outside = torch.special.xlogy(pt_o, pt_o) - torch.special.xlogy(pt_o, ps_o)
-    return (inside + outside).mean()
+    return inside + outside
 
 
 def nckd(s: Tensor, t: Tensor, targets: Tensor) -> Tensor:
     """KL between the distributions over the non-target classes, batch mean (softened logits in)."""
+    return nckd_rows(s, t, targets).mean()
+
+
+def nckd_rows(s: Tensor, t: Tensor, targets: Tensor) -> Tensor:
+    """[B]: each row's NCKD (softened logits in)."""
     shift = _MASK * targets.float()
-    return kl_batchmean(s.float() - shift, t.float() - shift)
+    return kl_rows(s.float() - shift, t.float() - shift)
 
 
 @DISTILLERS.register("dkd")
@@ -75,5 +85,5 @@ class DecoupledKD(Distiller):
             return {}
         targets = target_set(mix.target)
         ss, ts = self.norm.soften(s.logits), self.norm.soften(t.logits)
-        loss = p["tckd_weight"] * tckd(ss, ts, targets) + p["nckd_weight"] * nckd(ss, ts, targets)
-        return {"dkd": (p["weight"] * self.warmup_factor() * self.norm.kl_factor) * loss}
+        rows = p["tckd_weight"] * tckd_rows(ss, ts, targets) + p["nckd_weight"] * nckd_rows(ss, ts, targets)
+        return {"dkd": (p["weight"] * self.warmup_factor()) * self.norm.weigh(rows)}

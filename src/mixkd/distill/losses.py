@@ -24,11 +24,16 @@ def soft_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
     return -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
 
-def kl_batchmean(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
-    """KL(softmax(teacher) || softmax(student)) summed over classes, averaged over the batch."""
+def kl_rows(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+    """[B]: KL(softmax(teacher) || softmax(student)) of each row, summed over classes."""
     log_p_s = F.log_softmax(student_logits.float(), dim=1)
     log_p_t = F.log_softmax(teacher_logits.float(), dim=1)
-    return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1).mean()
+    return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1)
+
+
+def kl_batchmean(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+    """KL(softmax(teacher) || softmax(student)) summed over classes, averaged over the batch."""
+    return kl_rows(student_logits, teacher_logits).mean()
 
 
 def hinton_kd(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:

@@ -10,6 +10,10 @@ One object per setting of `distill.logit_norm`; a term asks it for three things:
 
 So `kd` + `std` is the paper's Mix-KD objective and `kd` + `zscore` is Logit Standardization KD; a
 normalisation never touches a feature term.
+
+CTKD (mixkd.distill.ctkd) binds a learned temperature T to a normalisation for one step
+(`LearnedTemperature`): soften(f) = unit(f) / T and the KL factor T², where unit(f) is the normalisation's
+logits before any temperature (f, f / σ(f) or the z-score); T is one number or one per row.
 """
 
 from __future__ import annotations
@@ -27,11 +31,27 @@ class LogitNorm:
     """What a logit-based term does to logits before its softmax, its KL factor, and the CE's logits."""
 
     name: ClassVar[str]
-    kl_factor: float = 1.0
+    kl_factor: float | Tensor = 1.0  # a [B] tensor when CTKD learns one temperature per row
 
     def soften(self, logits: Tensor) -> Tensor:
         """Logits as they enter the softmax of a distillation (KL) term, in float32."""
         raise NotImplementedError
+
+    def unit(self, logits: Tensor) -> Tensor:
+        """The normalised logits before any temperature (what a learned temperature divides), in float32."""
+        raise NotImplementedError
+
+    def weigh(self, rows: Tensor) -> Tensor:
+        """Batch mean of per-row KL-type losses [B], each times its KL factor."""
+        if isinstance(self.kl_factor, Tensor):
+            return (rows * self.kl_factor).mean()
+        return rows.mean() * self.kl_factor if self.kl_factor != 1.0 else rows.mean()
+
+    def scale(self, loss: Tensor) -> Tensor:
+        """A batch-level loss (one that couples rows, e.g. DIST's) times the KL factor (its batch mean if per row)."""
+        if isinstance(self.kl_factor, Tensor):
+            return loss * self.kl_factor.mean()
+        return loss * self.kl_factor if self.kl_factor != 1.0 else loss
 
     def ce_logits(self, logits: Tensor) -> Tensor:
         """Logits as they enter the cross-entropy with the (soft) targets."""
@@ -54,6 +74,9 @@ class Temperature(LogitNorm):
     def soften(self, logits: Tensor) -> Tensor:
         return logits.float() / self.t
 
+    def unit(self, logits: Tensor) -> Tensor:
+        return logits.float()
+
 
 @LOGIT_NORMS.register("std")
 class StdRescale(LogitNorm):
@@ -65,6 +88,9 @@ class StdRescale(LogitNorm):
         pass
 
     def soften(self, logits: Tensor) -> Tensor:
+        return std_rescale(logits)
+
+    def unit(self, logits: Tensor) -> Tensor:
         return std_rescale(logits)
 
     def ce_logits(self, logits: Tensor) -> Tensor:
@@ -83,6 +109,28 @@ class ZScore(LogitNorm):
 
     def soften(self, logits: Tensor) -> Tensor:
         return zscore(logits) / self.tau
+
+    def unit(self, logits: Tensor) -> Tensor:
+        return zscore(logits)
+
+
+class LearnedTemperature(LogitNorm):
+    """`base` with its temperature replaced by a learned one: unit(f) / T, KL factor T² (CTKD)."""
+
+    def __init__(self, base: LogitNorm, temperature: Tensor) -> None:
+        self.base = base
+        self.name = base.name
+        self.t = temperature  # [1] (global) or [B, 1] (per instance)
+        self.kl_factor = temperature.square().reshape(-1)
+
+    def soften(self, logits: Tensor) -> Tensor:
+        return self.base.unit(logits) / self.t
+
+    def unit(self, logits: Tensor) -> Tensor:
+        return self.base.unit(logits)
+
+    def ce_logits(self, logits: Tensor) -> Tensor:
+        return self.base.ce_logits(logits)
 
 
 def build_logit_norm(name: str, temperature: float, base_temperature: float) -> LogitNorm:

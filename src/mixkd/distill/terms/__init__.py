@@ -8,6 +8,7 @@ from mixkd.distill.terms import (  # noqa: F401  (importing a module registers i
     fsp,
     ft,
     ickd,
+    kdsvd,
     nst,
     ofd,
     pkt,
