@@ -101,13 +101,26 @@ def group_label(group: Sequence[Run]) -> str:
     return names.pop() if len(names) == 1 and "" not in names else f"{group[0].label} (+{len(group) - 1})"
 
 
-def _mixing(s: dict) -> str:
+# the parameter beyond α and fraction that tells runs of a mixing apart in a report's label
+_MIXING_LABEL_KEYS = {"mixup-cutmix": ("switch_prob", "p"), "cutmix-pick": ("candidates", "n")}
+
+
+def mixing_label(s: dict) -> str:
+    """A run's mixing in a report: `none`; mixup as the paper names it (FMU, PMU 10%); any other mixing by its
+    name and the share of rows it mixes (cutmix 50% α=1), with its own parameter where it has one."""
     m = s.get("mixing") or {}
-    if m.get("name", "none") == "none":
+    name = m.get("name", "none")
+    if name == "none":
         return "none"
     frac = m.get("fraction", 1.0)
-    kind = "FMU" if frac == 1.0 else f"PMU {100 * frac:g}%"
-    return f"{kind} α={m.get('alpha', 1.0):g}"
+    if name == "mixup":
+        kind = "FMU" if frac == 1.0 else f"PMU {100 * frac:g}%"
+        return f"{kind} α={m.get('alpha', 1.0):g}"
+    label = f"{name} {100 * frac:g}% α={m.get('alpha', 1.0):g}"
+    key, short = _MIXING_LABEL_KEYS.get(name, (None, None))
+    if key and m.get(key) is not None:
+        label += f" {short}={m[key]:g}"
+    return label
 
 
 def report_rows(runs: Sequence[Run]) -> list[dict]:
@@ -118,7 +131,7 @@ def report_rows(runs: Sequence[Run]) -> list[dict]:
     for g, label in zip(groups, labels, strict=True):
         s = g[0].summary
         row = {"run": label, "model": s.get("model"), "method": s.get("method"),
-               "mixing": _mixing(s), "teacher": (s.get("teacher") or {}).get("arch"),
+               "mixing": mixing_label(s), "teacher": (s.get("teacher") or {}).get("arch"),
                "epochs": s.get("epochs"), "seeds": len(g), "dirs": " ".join(str(r.path) for r in g)}
         for k in METRICS:
             vals = [v for v in (r.metric(k) for r in g) if v is not None]
@@ -150,7 +163,7 @@ def _pair(s: dict) -> str:
 # what a pivot table's rows and columns can be: a field of each run's summary.json
 PIVOT_KEYS = {
     "method": lambda s: s.get("method"),
-    "mixing": _mixing,
+    "mixing": mixing_label,
     "model": lambda s: s.get("model"),
     "teacher": lambda s: (s.get("teacher") or {}).get("arch"),
     "pair": _pair,

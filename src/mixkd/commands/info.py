@@ -1,4 +1,4 @@
-"""`mixkd models`, `mixkd datasets` and `mixkd methods`: what can be named in a config."""
+"""`mixkd models`, `mixkd datasets`, `mixkd methods` and `mixkd mixings`: what can be named in a config."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from mixkd.cli import HelpFormatter
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register `models`, `datasets` and `methods`."""
+    """Register `models`, `datasets`, `methods` and `mixings`."""
     p = sub.add_parser("models", help="list the model architectures (model.arch / teacher.arch)",
                        description="Every architecture by input size and family, with its depth and width and its "
                                    "parameter count (with a CIFAR-100 or an ImageNet classifier).",
@@ -28,6 +28,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        epilog="examples:\n  mixkd methods\n  mixkd methods --json")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_methods)
+    p = sub.add_parser("mixings", help="list the batch mixings (mixing.name): source, the keys each reads, needs",
+                       description="Every mixing with its source, the mixing.* keys it reads (with their defaults) "
+                                   "and whether it reads the teacher. mixing.fraction is the exact share of rows "
+                                   "changed in every batch for all of them.", formatter_class=HelpFormatter,
+                       epilog="examples:\n  mixkd mixings\n  mixkd mixings --json\n"
+                              "  mixkd train configs/quickstart/teacher.yaml --out runs/teacher\n"
+                              "  mixkd distill configs/quickstart/student.yaml --teacher runs/teacher/best.pt "
+                              "mixing.name=cutmix mixing.fraction=0.5 --out runs/student-cutmix")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_mixings)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -70,6 +80,30 @@ def _methods(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['method']}: {r['paper']}")
         print(f"  defaults: {_flat(r['defaults'])}")
+        print(f"  needs:    {', '.join(r['needs']) or 'nothing (no teacher)'}")
+    from mixkd.mixing import MIXERS
+
+    print(f"mixings (mixing.name, listed by `mixkd mixings`): {', '.join(MIXERS.names())}")
+    return 0
+
+
+def _mixings(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from mixkd.config import MixingConfig
+    from mixkd.mixing import MIXERS
+
+    defaults = dataclasses.asdict(MixingConfig())
+    rows = [{"mixing": name, "paper": cls.paper, "reads": {k: defaults[k] for k in cls.reads},
+             "needs": ["teacher"] if cls.needs_teacher else []}
+            for name, cls in ((n, MIXERS.get(n)) for n in MIXERS.names())]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        print(f"{r['mixing']}: {r['paper']}")
+        print(f"  reads:    {_flat(r['reads']) or 'nothing'}")
         print(f"  needs:    {', '.join(r['needs']) or 'nothing (no teacher)'}")
     return 0
 

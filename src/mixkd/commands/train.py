@@ -38,7 +38,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run directory to create (default: runs/<name>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--mixup", nargs="?", type=float, const=1.0, metavar="FRACTION",
-                   help="train with mixup on FRACTION of each batch (default 1.0 = full mixup)")
+                   help="train with mixup on FRACTION of each batch (default 1.0 = full mixup); other mixings: "
+                        "mixing.name=cutmix|mixup-cutmix|cutmix-pick|confident-mixup mixing.fraction=F "
+                        "(mixkd mixings)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config as YAML (what the run's config.yaml would hold) and exit; "

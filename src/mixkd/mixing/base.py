@@ -103,6 +103,8 @@ class SeededMixer:
     """A mixer with its own NumPy stream, restarted by `reseed` at each epoch start (so resume is exact)."""
 
     needs_teacher: ClassVar[bool] = False
+    paper: ClassVar[str] = ""  # the rule's source, as `mixkd mixings` lists it
+    reads: ClassVar[tuple[str, ...]] = ()  # the mixing.* keys it reads
 
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)

@@ -45,6 +45,8 @@ class ConfidentMixup(TeacherGuided):
     """Partial mixup of the round(fraction × B) rows the teacher is surest about."""
 
     name = "confident-mixup"
+    paper = "mixkd's own: partial mixup of the rows with the lowest teacher entropy (docs/methods.md)"
+    reads = ("alpha", "fraction")
 
     def __init__(self, cfg: MixingConfig, seed: int = 0) -> None:
         super().__init__(seed)

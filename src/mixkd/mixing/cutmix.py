@@ -78,6 +78,9 @@ def paste(x: Tensor, base: Tensor, rows: Tensor, partner: Tensor, boxes: Boxes) 
 class CutMix(SeededMixer):
     """CutMix over exactly round(fraction × B) rows, partners along a random cycle as in mixup."""
 
+    paper = "Yun et al., CutMix: Regularization Strategy to Train Strong Classifiers (ICCV 2019)"
+    reads = ("alpha", "fraction")
+
     def __init__(self, cfg: MixingConfig, seed: int = 0) -> None:
         super().__init__(seed)
         self.alpha = cfg.alpha

@@ -39,6 +39,9 @@ class Mixup(SeededMixer):
     Such rows still count as mixed: they went through the mixing arithmetic, as in the official code.
     """
 
+    paper = "Zhang et al., mixup: Beyond Empirical Risk Minimization (ICLR 2018); partial: Choi et al. (WACV 2023)"
+    reads = ("alpha", "fraction", "sampling")
+
     def __init__(self, cfg: MixingConfig, seed: int = 0) -> None:
         super().__init__(seed)
         self.alpha = cfg.alpha

@@ -14,6 +14,8 @@ from mixkd.mixing.base import MIXERS, MixResult, SeededMixer
 class NoMixing(SeededMixer):
     """Identity: hard labels as one-hot soft targets."""
 
+    paper = "no mixing"
+
     def __init__(self, cfg: MixingConfig, seed: int = 0) -> None:
         super().__init__(seed)
 

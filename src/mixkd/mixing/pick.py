@@ -27,6 +27,8 @@ class CutMixPick(TeacherGuided):
     """CutMix whose mixed rows each keep the candidate with the highest teacher entropy."""
 
     name = "cutmix-pick"
+    paper = "Wang et al., What Makes a \"Good\" Data Augmentation in Knowledge Distillation (NeurIPS 2022)"
+    reads = ("alpha", "fraction", "candidates")
 
     def __init__(self, cfg: MixingConfig, seed: int = 0) -> None:
         super().__init__(seed)

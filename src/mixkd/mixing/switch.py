@@ -31,6 +31,9 @@ from mixkd.mixing.mixup import blend
 class MixupOrCutMix(SeededMixer):
     """Each mixed row is a CutMix row with probability `switch_prob`, else a mixup row."""
 
+    paper = "mixup and CutMix switched per row (as timm's Mixup switches them, per batch by default)"
+    reads = ("alpha", "fraction", "switch_prob", "cutmix_alpha")
+
     def __init__(self, cfg: MixingConfig, seed: int = 0) -> None:
         super().__init__(seed)
         self.alpha = cfg.alpha
