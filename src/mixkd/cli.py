@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "mixkd.commands.cohort",
     "mixkd.commands.report",
     "mixkd.commands.findings",
+    "mixkd.commands.export",
 ]
 
 EPILOG = """examples:
