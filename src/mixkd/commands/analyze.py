@@ -1,4 +1,5 @@
-"""`mixkd analyze features|logits MODEL...`: t-SNE + V-scores of penultimate features, softmax statistics."""
+"""`mixkd analyze features|logits|augmentation MODEL...`: t-SNE + V-scores of penultimate features, softmax
+statistics, and the teacher's statistic that predicts a good mixing for KD."""
 
 from __future__ import annotations
 
@@ -85,6 +86,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"],
                    help="splits analysed (default train test)")
     g.set_defaults(func=_logits)
+    a = kinds.add_parser(
+        "augmentation", help="the teacher's T. stddev under each mixing (Wang et al. 2022; lower predicts better KD)",
+        formatter_class=HelpFormatter,
+        description="Each MODEL as a teacher: the standard deviation across groups of --group mixed training "
+                    "samples of its mean softmax (averaged over classes; Wang et al., NeurIPS 2022) and its mean "
+                    "entropy, for every mixing of --mixings at --fraction; a bar chart and a table.",
+        epilog="examples (after `mixkd quickstart`):\n"
+               "  mixkd analyze augmentation runs/quickstart/teacher\n"
+               "  mixkd analyze augmentation runs/quickstart/teacher --mixings none mixup cutmix --fraction 0.5 "
+               "data.train_subset=2000")
+    add_model_args(a, "runs/analysis/augmentation")
+    a.add_argument("--mixings", nargs="+", metavar="NAME", default=list(AUGMENTATION_MIXINGS),
+                   help="mixings compared (mixing.name; default " + " ".join(AUGMENTATION_MIXINGS) + ")")
+    a.add_argument("--fraction", type=float, default=1.0, help="mixing.fraction of each mixing (default 1.0)")
+    a.add_argument("--alpha", type=float, default=1.0, help="mixing.alpha of each mixing (default 1.0)")
+    a.add_argument("--group", type=int, metavar="N",
+                   help="samples per group (default 640, or a tenth of the samples when there are fewer than 6400)")
+    a.add_argument("--passes", type=int, default=1, metavar="K",
+                   help="passes over the training rows, each with a new draw (default 1)")
+    a.add_argument("--seed", type=int, default=0, help="seed of the mixings' draws (default 0)")
+    a.set_defaults(func=_augmentation)
 
 
 def _features(args: argparse.Namespace) -> int:
@@ -135,6 +157,41 @@ def _logits(args: argparse.Namespace) -> int:
     print(markdown_table(["model", "split", "top-1 (%)", "mean entropy (nats)", "mean confidence"],
                          [(s.model, s.split, s.top1, s.entropy, s.confidence) for s in stats]), end="")
     print(f"wrote {png} and {out}/logits.json")
+    return 0
+
+
+AUGMENTATION_MIXINGS = ("none", "mixup", "cutmix", "mixup-cutmix", "cutmix-pick", "confident-mixup")
+
+
+def _augmentation(args: argparse.Namespace) -> int:
+    from mixkd.analysis.augmentation import analyze_augmentation
+    from mixkd.analysis.plots import plot_bars
+    from mixkd.analysis.tables import markdown_table, write_json
+    from mixkd.config import load_config
+    from mixkd.errors import ConfigError
+
+    for flag, value in (("--group", args.group), ("--passes", args.passes)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+    mixings = [load_config(None, [f"mixing.name={name}", f"mixing.fraction={args.fraction}",
+                                  f"mixing.alpha={args.alpha}"]).mixing for name in args.mixings]
+    from mixkd.mixing import MIXERS
+
+    for cfg in mixings:  # unknown names fail here, with the choices, before any model is read
+        MIXERS.get(cfg.name)
+    models, data = load_from_args(args)
+    stats = analyze_augmentation(models, data, mixings, group=args.group, passes=args.passes, seed=args.seed)
+    out = args.out
+    names = list(dict.fromkeys(s.mixing for s in stats))
+    series = {m.label: ([1000 * s.stddev for s in stats if s.model == m.label], [0.0] * len(names)) for m in models}
+    png = plot_bars(names, series, out / "augmentation.png", ylabel="T. stddev (x 1e-3; lower is better)",
+                    title="Teacher's mean-probability std under each mixing (Wang et al. 2022)")
+    write_json(out / "augmentation.json", {
+        "dataset": data.spec.name, "group": args.group, "passes": args.passes, "seed": args.seed,
+        "models": {m.label: str(m.source) for m in models}, "results": [s.to_json() for s in stats]})
+    print(markdown_table(["model", "mixing", "samples", "T. stddev (x 1e-3)", "mean entropy (nats)"],
+                         [(s.model, s.mixing, s.samples, 1000 * s.stddev, s.entropy) for s in stats]), end="")
+    print(f"wrote {png} and {out}/augmentation.json")
     return 0
 
 
