@@ -67,6 +67,7 @@ EXPECTED_ERRORS = {
     "--teacher resnet110.pth": ("teacher.checkpoint: no file at resnet110.pth", "a published teacher .pth"),
     "mixkd analyze features resnet56.pth": ("resnet56.pth: no such run directory", "a published checkpoint"),
     "mixkd attack resnet20.pth": ("resnet20.pth: no such run directory", "a published checkpoint"),
+    "mixkd teacher-check resnet110.pth": ("resnet110.pth: no such run directory", "a published checkpoint"),
     "configs/paper/imagenet/resnet34-resnet18-pmu10.yaml":
         ("teacher.checkpoint: no file at runs/paper/imagenet/teacher-resnet34/best.pt", "an ImageNet teacher"),
 }

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "mixkd.commands.report",
     "mixkd.commands.findings",
     "mixkd.commands.export",
+    "mixkd.commands.teacher_check",
 ]
 
 EPILOG = """examples:

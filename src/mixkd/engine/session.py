@@ -46,6 +46,7 @@ from mixkd.engine.rundir import (
 from mixkd.engine.signals import uninterrupted
 from mixkd.errors import CheckpointError, ConfigError, MixkdError
 from mixkd.mixing import mixing_settings
+from mixkd.models.published import check_teacher
 from mixkd.models.weights import load_model, load_weights
 
 
@@ -176,6 +177,7 @@ class RunSession:
         if student.teacher is not None and self.teacher_eval is None:
             self.teacher_eval = evaluate_teacher(student.teacher)
             pool = shared.teachers
+            self._check_teacher(cfg.teacher.arch or getattr(pool.model, "arch", None), shared)
             self.say(f"teacher {cfg.teacher.arch or getattr(pool.model, 'arch', '?')}: top-1 "
                      f"{self.teacher_eval['top1']:.2f}%  top-5 {self.teacher_eval['top5']:.2f}% on {cfg.data.name} test")
             if self.main:
@@ -184,6 +186,18 @@ class RunSession:
         if self.main and self.start_epoch == 0:
             self.say(f"training {cfg.model.arch} on {shared.data.spec.name} ({shared.data.train.num_samples} "
                      f"images, {rt.device}, {rt.precision}) -> {self.run.path}")
+
+    def _check_teacher(self, arch: str | None, shared: Shared) -> None:
+        """Compare the teacher with its published top-1 (models/published.py): warn in one line when it is more
+        than 1.5 points below on the full test split; teacher.json and summary.json record both figures."""
+        spec = shared.data.spec
+        check = check_teacher(arch, spec.name, spec.num_classes, shared.data.test.num_samples,
+                              self.teacher_eval["top1"])
+        if check is None:
+            return
+        self.teacher_eval = {**self.teacher_eval, **check.to_json()}  # a copy: cohort members share the figures
+        if check.below and self.main:
+            tqdm.write(f"mixkd: warning: {check.warning()}", file=sys.stderr)
 
     def todo(self, student: Student) -> tuple[range, range]:
         """The init-stage and main-stage epochs (0-based) this session still has to train."""
@@ -330,6 +344,8 @@ class RunSession:
                 "top1": self.teacher_eval["top1"],
                 "top5": self.teacher_eval["top5"],
                 "ece": self.teacher_eval.get("ece"),
+                **{k: self.teacher_eval[k] for k in ("published_top1", "published_source", "below_published")
+                   if k in self.teacher_eval},
                 "precision": self.rt.teacher_precision,
                 "compiled": teacher.compiled if teacher is not None else False,
             }
