@@ -43,3 +43,15 @@ def test_a_report_labels_runs_by_mixing_and_fraction():
         "mixup-cutmix 100% α=0.8 p=0.5")
     assert mixing_label({"mixing": {"name": "cutmix-pick", "fraction": 0.1, "alpha": 1.0, "candidates": 4}}) == (
         "cutmix-pick 10% α=1 n=4")
+
+
+@pytest.mark.parametrize("spec_name,methods", [("table1-mixings.yaml", 4), ("table3-mixings-robustness.yaml", 2)])
+def test_the_mixing_specs_cover_every_mixing_at_10_50_and_100_percent(spec_name, methods):
+    from mixkd.analysis.sweep import load_spec
+    from tests.analysis.test_sweep import FIGURES
+
+    spec = load_spec(FIGURES / spec_name)
+    points = spec.points()
+    assert len(points) == methods * 16
+    seen = {(c.mixing.name, c.mixing.fraction) for c in (p.config() for p in points)}
+    assert seen == {("none", 1.0)} | {(m, f) for m in MIXERS.names() if m != "none" for f in (0.1, 0.5, 1.0)}
