@@ -86,3 +86,20 @@ def test_dist_composes_with_the_logit_normalisations(norm):
     tau = 2.0 if norm == "zscore" else 1.0  # zscore: base_temperature τ; std: no temperature, factor 1
     ref = reference_dist(z(s), z(t), 2.0, 2.0, tau)
     assert float(_term(s, t, logit_norm=norm)) == pytest.approx(float(ref), rel=1e-5)
+
+
+def test_mixkd_methods_lists_the_methods_of_issue_21_with_their_published_defaults(capsys):
+    import json
+
+    from mixkd.cli import main
+
+    assert main(["methods", "--json"]) == 0
+    rows = {r["method"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["dist"]["defaults"]["dist"] == {"weight": 1.0, "beta": 2.0, "gamma": 2.0}
+    assert rows["dist"]["defaults"]["temperature"] == 4.0
+    assert rows["kdsvd"]["defaults"]["kdsvd"] == {"weight": 1.0, "k": 1, "form": "mdistiller"}
+    assert rows["reviewkd"]["defaults"]["reviewkd"] == {"weight": 5.0, "warmup_epochs": 20, "max_mid_channel": 512}
+    ctkd = rows["ctkd"]["defaults"]
+    assert ctkd["ctkd"]["mode"] == "global" and (ctkd["ce_weight"], ctkd["kd_weight"]) == (0.1, 0.9)
+    assert "temperature" not in ctkd  # learned, not configured
+    assert all(rows[m]["paper"] for m in ("dist", "kdsvd", "reviewkd", "ctkd"))
