@@ -197,3 +197,35 @@ def plot_mean_curves(panels: Sequence[tuple[str, Mapping[str, tuple[Sequence[flo
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return save_figure(fig, out_png)
+
+
+def plot_reliability(results: Sequence, out_png: Path, title: str) -> Path:
+    """Reliability diagrams side by side (one panel per model and split): accuracy per confidence bin against
+    the diagonal of perfect calibration, the gap shaded, the share of images per bin below, ECE in the title."""
+    fig, axes = plt.subplots(2, len(results), figsize=(3.4 * len(results), 4.4), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    for k, r in enumerate(results):
+        ax, hist = axes[0][k], axes[1][k]
+        edges = np.asarray(r.bins["edges"])
+        width = edges[1] - edges[0]
+        centres = edges[:-1] + width / 2
+        acc = np.array([np.nan if a is None else a for a in r.bins["accuracy"]])
+        conf = np.array([np.nan if c is None else c for c in r.bins["confidence"]])
+        seen = ~np.isnan(acc)
+        ax.bar(centres[seen], acc[seen], width=width, color="tab:blue", edgecolor="white", label="accuracy")
+        low = np.minimum(acc, conf)
+        ax.bar(centres[seen], np.abs(conf - acc)[seen], bottom=low[seen], width=width, fill=False, hatch="///",
+               edgecolor="tab:red", lw=0.8, label="gap to mean confidence")
+        ax.plot([0, 1], [0, 1], "k--", lw=1)
+        ax.set(xlim=(0, 1), ylim=(0, 1), title=f"{_short(r.model, 22)} ({r.split})\nECE {r.figures['ece']:.2f}%  "
+               f"top-1 {r.top1:.1f}%")
+        ax.title.set_fontsize(9)
+        share = np.asarray(r.bins["count"], dtype=float) / max(r.n, 1)
+        hist.bar(centres, share, width=width, color="tab:gray", edgecolor="white")
+        hist.set(xlabel="confidence", ylim=(0, 1))
+        if k == 0:
+            ax.set_ylabel("accuracy")
+            hist.set_ylabel("images")
+            ax.legend(loc="upper left", fontsize=7)
+    fig.suptitle(title, y=1.04)
+    return save_figure(fig, out_png)

@@ -16,9 +16,12 @@ from mixkd.analysis.tables import fmt, markdown_table, write_csv, write_text
 from mixkd.config import compact_config
 from mixkd.errors import MixkdError
 
-METRICS = ("best_top1", "best_top5", "last_top1", "last_top5", "teacher_top1")
+METRICS = ("best_top1", "best_top5", "last_top1", "last_top5", "teacher_top1", "best_ece", "last_ece", "last_nll",
+           "last_brier")
 _HEADERS = {"best_top1": "best top-1", "best_top5": "best top-5", "last_top1": "last top-1",
-            "last_top5": "last top-5", "teacher_top1": "teacher top-1"}
+            "last_top5": "last top-5", "teacher_top1": "teacher top-1", "best_ece": "best ECE", "last_ece": "last ECE",
+            "last_nll": "last NLL", "last_brier": "last Brier"}
+_UNITLESS = ("last_nll", "last_brier")  # the others are percent
 
 
 @dataclass
@@ -152,7 +155,8 @@ def markdown_report(rows: Sequence[dict]) -> str:
     body = [[r["run"], r["model"], r["method"], r["mixing"], r["teacher"], r["epochs"], r["seeds"],
              *(_cell(r, k) for k in METRICS)] for r in rows]
     note = ("\nTop-1/top-5 test accuracy (%). *best* = the best epoch's, *last* = the final epoch's; "
-            "mean ± sample std over seeds where a row has several.\n")
+            "mean ± sample std over seeds where a row has several. ECE (%, 15 equal-width bins), NLL (nats) and "
+            "Brier score of the same test pass; – for runs made before mixkd measured calibration.\n")
     return markdown_table(header, body) + note
 
 
@@ -207,7 +211,8 @@ def markdown_pivot(table: dict) -> str:
             text = fmt(cell["mean"]) if cell["std"] is None else f"{cell['mean']:.2f} ± {cell['std']:.2f}"
             cells.append(f"{text} ({cell['n']})" + (" †" if cell["mixed"] else ""))
         body.append([r, *cells])
-    note = (f"\n{_HEADERS.get(table['value'], table['value'])} (%), mean ± sample std over the (n) runs of a cell "
+    unit = "" if table["value"] in _UNITLESS else " (%)"
+    note = (f"\n{_HEADERS.get(table['value'], table['value'])}{unit}, mean ± sample std over the (n) runs of a cell "
             "(seeds); † a cell whose runs differ by more than their seed.\n")
     return markdown_table([f"{table['row_key']} \\ {table['col_key']}", *table["cols"]], body) + note
 

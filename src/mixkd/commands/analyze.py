@@ -46,7 +46,7 @@ _ANALYZE_EXAMPLES = """examples (after `mixkd quickstart`, whose runs are in run
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register `analyze features` and `analyze logits`."""
+    """Register `analyze features`, `analyze logits`, `analyze augmentation` and `analyze calibration`."""
     from mixkd.analysis.presets import CLASS_PRESETS
 
     p = sub.add_parser("analyze", help="analyse trained models: feature clustering (t-SNE, V-score), softmax outputs",
@@ -107,6 +107,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="passes over the training rows, each with a new draw (default 1)")
     a.add_argument("--seed", type=int, default=0, help="seed of the mixings' draws (default 0)")
     a.set_defaults(func=_augmentation)
+    c = kinds.add_parser(
+        "calibration", help="reliability diagrams and ECE, MCE, NLL, Brier of each model (one PNG, a table)",
+        formatter_class=HelpFormatter,
+        description="Calibration of each MODEL: ECE and MCE over --bins equal-width confidence bins (percent), "
+                    "NLL (nats) and the multi-class Brier score, with the reliability diagrams side by side.",
+        epilog="examples (after `mixkd quickstart`):\n"
+               "  mixkd analyze calibration runs/quickstart/student-kd runs/quickstart/student-mixkd\n"
+               "  mixkd analyze calibration runs/quickstart --bins 10 --splits train test")
+    add_model_args(c, "runs/analysis/calibration")
+    c.add_argument("--bins", type=int, default=15, help="equal-width confidence bins (default 15)")
+    c.add_argument("--splits", nargs="+", default=["test"], choices=["train", "test"],
+                   help="splits analysed (default test)")
+    c.set_defaults(func=_calibration)
 
 
 def _features(args: argparse.Namespace) -> int:
@@ -192,6 +205,29 @@ def _augmentation(args: argparse.Namespace) -> int:
     print(markdown_table(["model", "mixing", "samples", "T. stddev (x 1e-3)", "mean entropy (nats)"],
                          [(s.model, s.mixing, s.samples, 1000 * s.stddev, s.entropy) for s in stats]), end="")
     print(f"wrote {png} and {out}/augmentation.json")
+    return 0
+
+
+def _calibration(args: argparse.Namespace) -> int:
+    from mixkd.analysis.calibration import analyze_calibration
+    from mixkd.analysis.plots import plot_reliability
+    from mixkd.analysis.tables import markdown_table, write_json
+    from mixkd.errors import ConfigError
+
+    if args.bins < 1:
+        raise ConfigError(f"--bins must be >= 1, got {args.bins}")
+    models, data = load_from_args(args)
+    results = analyze_calibration(models, data, args.splits, args.bins)
+    out = args.out
+    png = plot_reliability(results, out / "reliability.png", f"Reliability on {data.spec.name} ({args.bins} bins)")
+    write_json(out / "calibration.json", {
+        "dataset": data.spec.name, "bins": args.bins, "models": {m.label: str(m.source) for m in models},
+        "results": [r.to_json() for r in results]})
+    print(markdown_table(["model", "split", "n", "top-1 (%)", "mean confidence (%)", "ECE (%)", "MCE (%)", "NLL",
+                          "Brier"],
+                         [(r.model, r.split, r.n, r.top1, r.confidence, r.figures["ece"], r.figures["mce"],
+                           f"{r.figures['nll']:.3f}", f"{r.figures['brier']:.3f}") for r in results]), end="")
+    print(f"wrote {png} and {out}/calibration.json")
     return 0
 
 
