@@ -55,3 +55,10 @@ def test_the_mixing_specs_cover_every_mixing_at_10_50_and_100_percent(spec_name,
     assert len(points) == methods * 16
     seen = {(c.mixing.name, c.mixing.fraction) for c in (p.config() for p in points)}
     assert seen == {("none", 1.0)} | {(m, f) for m in MIXERS.names() if m != "none" for f in (0.1, 0.5, 1.0)}
+
+
+def test_bench_mixings_refuses_an_unknown_mixing_and_other_benchmarks_in_one_line(capsys):
+    assert main(["bench", "step", "--mixings", "mixup,cutmx"]) == 2
+    assert "unknown mixing method 'cutmx' (did you mean cutmix" in capsys.readouterr().err
+    assert main(["bench", "epoch", "--mixings", "cutmix"]) == 2
+    assert "use `mixkd bench step --mixings ...`" in capsys.readouterr().err

@@ -13,6 +13,7 @@ _EXAMPLES = """examples:
   mixkd bench step --rounds 3 --steps 10                 # what docs/speed.md reports
   mixkd bench step --precision fp32                      # mixkd in fp32, as on a CPU without bf16
   mixkd bench step --compile off                         # teacher and student uncompiled
+  mixkd bench step --mixings mixup,cutmix,mixup-cutmix,cutmix-pick,confident-mixup --pairs r20-r8 --steps 5
   mixkd bench epoch --pairs r110-r20 --rounds 1 --batches 40 --data-root ../shared/data/cifar10-jpg.zip
   mixkd bench cohort --pairs r110-r20 --case features,fmu --steps 5 --data-root ../shared/data/cifar10-jpg.zip
 """
@@ -40,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="CIFAR-10 image tree or zip for the epoch benchmark (required there)")
     p.add_argument("--methods", metavar="M1,M2,...",
                    help="step benchmark of these distillation methods (distill.method), images/s relative to kd")
+    p.add_argument("--mixings", metavar="X1,X2,...",
+                   help="step benchmark of KD under these mixings (mixing.name) on half of each batch, images/s "
+                        "relative to mixup (a teacher-guided mixing's teacher forwards included)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="runtime.precision of the mixkd variants (default auto: bf16 where the CPU has it)")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
@@ -79,6 +83,19 @@ def run_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--pairs: unknown {unknown}; choose from {', '.join(PAIRS)}")
     if args.what == "cohort":
         return _run_cohort_bench(args, pairs)
+    if args.mixings:
+        from mixkd.engine.bench import mixings_markdown, run_mixing_benchmark
+        from mixkd.mixing import MIXERS
+
+        mixings = [m.strip() for m in args.mixings.split(",") if m.strip()]
+        for m in mixings:
+            MIXERS.get(m)  # unknown names fail here, with the choices
+        if args.what != "step":
+            raise ConfigError("--mixings times the distillation step: use `mixkd bench step --mixings ...`")
+        rows = run_mixing_benchmark(pairs=pairs, mixings=mixings, rounds=args.rounds, steps=args.steps,
+                                    precision=args.precision, log=lambda s: print(s, file=sys.stderr))
+        print(json.dumps(rows, indent=2) if args.json else mixings_markdown(rows, steps=args.steps))
+        return 0
     if args.methods:
         from mixkd.distill import method_class
         from mixkd.engine.bench import methods_markdown, run_method_benchmark

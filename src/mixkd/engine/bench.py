@@ -272,9 +272,14 @@ def _trainer(pair: str, variant: str, data_args: list[str], workdir: Path, preci
     if not ckpt.exists():
         torch.save({"model": build_model(teacher_arch, 10).state_dict()}, ckpt)
     method = variant.removeprefix(METHOD_PREFIX) if variant.startswith(METHOD_PREFIX) else "mixkd"
+    mixing = [f"mixing.name={variant.removeprefix(MIXING_PREFIX)}", f"mixing.fraction={MIXING_FRACTION}"]
+    if variant.startswith(MIXING_PREFIX):
+        method = "kd"
+    else:
+        mixing = ["mixing.name=mixup", f"mixing.fraction={PMU}"]
     cfg = load_config(None, [
         *data_args, f"data.batch_size={BATCH}", f"model.arch={student_arch}", f"distill.method={method}",
-        "mixing.name=mixup", f"mixing.fraction={PMU}", f"teacher.checkpoint={ckpt}",
+        *mixing, f"teacher.checkpoint={ckpt}",
         f"teacher.arch={teacher_arch}", "runtime.tensorboard=false", "optim.epochs=1", "optim.milestones=[]",
         f"teacher.cache={'memory' if variant.startswith('mixkd-warm') else 'off'}", f"runtime.precision={precision}",
         f"teacher.compile={compile_}", f"runtime.compile={compile_}",
@@ -369,6 +374,8 @@ def _teacher_work(trainer, hits: int, queries: int, images: int) -> dict:
 # --------------------------------------------------------------------------- orchestration
 
 METHOD_PREFIX = "method:"
+MIXING_PREFIX = "mixing:"
+MIXING_FRACTION = 0.5  # the mixing benchmark's share of mixed rows
 METHOD_ROWS = 50_000
 
 
@@ -450,6 +457,25 @@ def run_method_benchmark(*, pairs: list[str], methods: list[str], rounds: int, s
     return [{"what": "step", "pair": pair, "method": m,
              **_medians(results[(pair, METHOD_PREFIX + m)], results[(pair, METHOD_PREFIX + "kd")])}
             for pair in pairs for m in methods]
+
+
+def run_mixing_benchmark(*, pairs: list[str], mixings: list[str], rounds: int, steps: int,
+                         precision: str = "auto", log=print) -> list[dict]:
+    """Step images/s of KD under each mixing on half of each batch (teacher cache off), relative to mixup measured
+    in the same round: what a mixing's own work costs, a teacher-guided one's teacher forwards included."""
+    mixings = ["mixup", *[m for m in mixings if m != "mixup"]]
+    spec = {"what": "step", "steps": steps, "batches": 0, "data_root": None, "precision": precision}
+    results = _interleaved(pairs, [MIXING_PREFIX + m for m in mixings], rounds, spec, log)
+    return [{"what": "step", "pair": pair, "mixing": m,
+             **_medians(results[(pair, MIXING_PREFIX + m)], results[(pair, MIXING_PREFIX + "mixup")])}
+            for pair in pairs for m in mixings]
+
+
+def mixings_markdown(rows: list[dict], *, steps: int) -> str:
+    """The mixing benchmark as a Markdown table naming the machine."""
+    scope = (f"KD's distillation step only, batch {BATCH}, each mixing on {MIXING_FRACTION:.0%} of rows, {steps} "
+             "timed steps, teacher cache off, mixkd's default precision")
+    return _table(rows, scope, "mixing", "vs mixup", lambda r: r["mixing"])
 
 
 def methods_markdown(rows: list[dict], *, steps: int) -> str:
