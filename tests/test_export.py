@@ -40,7 +40,7 @@ def test_round_trip(arch, fmt, tmp_path, one_thread):
 
 
 def test_normalisation_left_to_the_caller(tmp_path, one_thread):
-    result = _round_trip("resnet8", "onnx", tmp_path, bake=False)
+    result = _round_trip("resnet8", "torchscript", tmp_path, bake=False)
     assert result.metadata["input"]["values"].startswith("normalised")
 
 
@@ -82,7 +82,7 @@ def test_unknown_format_and_missing_extra_are_one_line(monkeypatch):
     with pytest.raises(MixkdError, match="unknown export format 'tflite'; choose one of: onnx, torchscript"):
         require_extra("tflite")
     monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # import onnxruntime -> ImportError
-    with pytest.raises(MixkdError, match=r"--format onnx needs onnxruntime \(the export extra\): pip install "
-                                         r"'mixkd\[export\]'"):
+    with pytest.raises(MixkdError, match=r"--format onnx needs onnxruntime \(the export extra\): pip install -e "
+                                         r"'\.\[export\]' in mixkd's checkout"):
         require_extra("onnx")
     require_extra("torchscript")  # needs only torch

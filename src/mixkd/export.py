@@ -32,7 +32,7 @@ from mixkd.models.fold import fold_batchnorm
 FORMATS = ("onnx", "torchscript", "exported-program")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}
 METADATA_KEY = "mixkd.json"  # the extra file (TorchScript, ExportedProgram) / metadata_props key (ONNX)
-EXTRA = "pip install 'mixkd[export]'"
+EXTRA = "pip install -e '.[export]' in mixkd's checkout (or pip install onnx onnxscript onnxruntime)"
 
 
 class Deployable(nn.Module):

@@ -14,7 +14,6 @@ and compared with the eager model on real test images; past the tolerance it is 
 examples (after `mixkd quickstart`):
   mixkd export runs/quickstart/student-mixkd --format onnx --out student.onnx
   mixkd export runs/quickstart/student-kd/last.pt --format torchscript --out student-kd.pt --normalization metadata
-  mixkd export runs/quickstart/student-mixkd --format exported-program --out student.pt2 data.test_subset=500
 """
 
 
@@ -28,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL", help="run directory, its checkpoint, or a community checkpoint")
     add_overrides(p, "data.* overrides of the dataset whose test images check the file (e.g. data.root=DIR)")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript", "exported-program"),
-                   help="onnx (needs the export extra: pip install 'mixkd[export]'), torchscript, or "
+                   help="onnx (needs the export extra: pip install -e '.[export]'), torchscript, or "
                         "exported-program (torch.export, a .pt2 file)")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="the file to write")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best",
