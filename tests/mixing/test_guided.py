@@ -98,3 +98,16 @@ def test_a_full_or_empty_confident_mixup_does_not_ask_the_teacher():
         mixer.attach_teacher(teacher)
         assert int(mixer(*_batch(8), 10).mixed.sum()) == 8 * fraction
     assert teacher.seen == []
+
+
+def test_cutmix_pick_changes_exactly_round_fraction_rows_for_every_batch_size(one_thread):
+    teacher = Teacher(shape=(1, 4, 4))
+    for fraction in (0.1, 0.45, 1.0):
+        mixer = build_mixer(MixingConfig(name="cutmix-pick", fraction=fraction, alpha=0.2), seed=3)
+        mixer.attach_teacher(teacher)
+        for b in range(1, 257):
+            x, y = _batch(b, seed=b, shape=(1, 4, 4))
+            r = mixer(x, y, 10)
+            changed = (r.x != x).flatten(1).any(dim=1)
+            assert int(r.mixed.sum()) == exact_mixed_rows(fraction, b) and torch.equal(changed, r.mixed), (fraction, b)
+            assert torch.all((r.lam[r.mixed] > 0) & (r.lam[r.mixed] < 1))
