@@ -23,6 +23,7 @@ from mixkd.analysis.sweep import SweepSpec, load_spec, run_sweep, status
 from mixkd.analysis.tables import write_json
 from mixkd.config import RECIPE_DIR, read_yaml_mapping
 from mixkd.errors import ConfigError, MixkdError
+from mixkd.io import cpu_info
 
 FINDINGS_DIR = RECIPE_DIR / "findings"  # shipped with mixkd, like the other recipes
 SPEC_FILES = ("teachers.yaml", "students.yaml")  # in the order they run: the students read the teachers
@@ -51,15 +52,8 @@ def machine() -> dict:
     """What this process runs on: CPU model, cores, bf16 support, torch and Python versions."""
     import torch
 
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu in ("", platform.machine(), platform.processor()):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:  # not Linux
-        pass
+    model, flags = cpu_info()
+    cpu = model or platform.processor() or platform.machine()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": os.cpu_count(), "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_tile" in flags,
             "gpu": gpu, "torch": torch.__version__, "python": platform.python_version()}

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -20,6 +19,7 @@ from tqdm import tqdm
 
 from mixkd.config import DataConfig
 from mixkd.errors import DataError
+from mixkd.io import atomic_write
 
 from .datasets import DATASETS, Source, Split, cache_dir, resolve_root
 from .spec import DatasetSpec
@@ -159,19 +159,6 @@ def _cache_key(root: Path, is_zip: bool, members: list[str]) -> str:
     return h.hexdigest()[:20]
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write via a temp file in the same folder and os.replace, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (population) std of uint8 [N,C,H,W] images scaled to [0,1]."""
     s = torch.zeros(images.shape[1], dtype=torch.float64)
@@ -226,7 +213,7 @@ def _load_in_memory(root: Path, is_zip: bool, classes: tuple[str, ...], splits: 
             "std": np.array(std),
         }
         try:
-            _atomic_write(path, lambda f: np.savez(f, **arrays))
+            atomic_write(path, lambda f: np.savez(f, **arrays))
         except OSError as e:
             print(f"mixkd: could not cache decoded images at {path} ({e})", file=sys.stderr)
     if len(train_x) != len(train_y) or len(eval_x) != len(eval_y):
@@ -257,7 +244,7 @@ def _load_on_disk(root: Path, is_zip: bool, classes: tuple[str, ...], splits: di
         mean = tuple(round(float(v), 6) for v in s / n)
         std = tuple(round(float(v), 6) for v in np.sqrt(np.maximum(s2 / n - np.square(s / n), 0)))
         try:
-            _atomic_write(path, lambda f: f.write(json.dumps({"mean": mean, "std": std}).encode()))
+            atomic_write(path, lambda f: f.write(json.dumps({"mean": mean, "std": std}).encode()))
         except OSError:
             pass
     spec = DatasetSpec("imagefolder", len(classes), classes, mean, std, LARGE_IMAGE_SIZE)

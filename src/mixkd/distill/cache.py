@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from mixkd.config import RunConfig, TeacherConfig
 from mixkd.errors import CacheError, ConfigError
+from mixkd.io import atomic_write
 
 if TYPE_CHECKING:
     from mixkd.distill.teacher import FrozenTeacher
@@ -310,9 +311,8 @@ class DiskLogitCache:
                     "free there; free some space, set teacher.cache_dir=DIR on a larger disk, or use "
                     "teacher.cache=memory or teacher.cache=off") from None
             raise
-        tmp = self.folder / "identity.json.tmp"
-        tmp.write_text(json.dumps(header, indent=2, sort_keys=True))
-        os.replace(tmp, self.folder / "identity.json")
+        text = json.dumps(header, indent=2, sort_keys=True).encode()
+        atomic_write(self.folder / "identity.json", lambda f: f.write(text))
 
     def _damaged(self, why: str) -> CacheError:
         return CacheError(f"teacher cache {self.folder} is damaged ({why}); delete that folder (it is rebuilt "

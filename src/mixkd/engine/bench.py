@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mixkd.io import cpu_info
 from mixkd.mixing import exact_mixed_rows, official_unmixed_draws
 
 # r20-r8 is a quick check of the benchmark itself, not a pair of the paper
@@ -40,14 +41,7 @@ def machine_name() -> str:
     """CPU model and core count, or the GPU name."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    model = platform.processor() or "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_info()[0] or platform.processor() or "CPU"
     return f"{model}, {os.cpu_count()} cores, torch {torch.__version__.split('+')[0]}"
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from mixkd.io import cpu_info
+
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -28,10 +30,7 @@ def cpu_has_fast_bf16() -> bool:
 
     A machine whose kernels are capped below AVX-512 (ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2, as
     on an AVX2-only CPU) emulates bf16 at a few GFLOP/s, so `auto` stays fp32 there."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = cpu_info()[1]
     if "avx512_bf16" not in flags and "amx_bf16" not in flags:
         return False
     onednn_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL")).upper()
@@ -54,10 +53,7 @@ def isolate_compile_cache() -> Path:
     root = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir())
     if root.name.startswith(_ISA_PREFIX):
         root = root.parent
-    try:
-        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
-    except OSError:
-        flags = ""
+    flags = " ".join(sorted(cpu_info()[1]))
     caps = [torch.backends.cpu.get_cpu_capability(), os.environ.get("ATEN_CPU_CAPABILITY", ""),
             os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")), flags]
     key = hashlib.sha256("\n".join(caps).encode()).hexdigest()[:12]

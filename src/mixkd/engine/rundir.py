@@ -15,7 +15,6 @@ import fcntl
 import json
 import os
 import signal
-import tempfile
 import zipfile
 import zlib
 from collections import Counter
@@ -29,6 +28,7 @@ import yaml
 
 from mixkd.engine.signals import uninterrupted
 from mixkd.errors import CheckpointError, ConfigError, MixkdError, UnreadableCheckpoint
+from mixkd.io import atomic_write
 
 CHECKPOINT_FORMAT = "mixkd"
 CHECKPOINT_VERSION = 1  # raised when a checkpoint's contents change in a way older mixkd cannot read
@@ -122,25 +122,17 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
 
 
 def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     existed = path.exists()
+    recorder: list[_RecordingFile] = []
+
+    def recorded(raw) -> None:
+        recorder.append(_RecordingFile(raw, path.name))
+        write(recorder[0])
+
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise _write_error(path, e, existed) from None
-    f = None
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            f = _RecordingFile(raw, path.name)
-            write(f)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
-        signal_point(f"before:{path.name}")
-        os.replace(tmp, path)
+        atomic_write(path, recorded, before_replace=lambda: signal_point(f"before:{path.name}"))
     except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        cause = f.error if f is not None and f.error is not None else e
+        cause = recorder[0].error if recorder and recorder[0].error is not None else e
         if isinstance(cause, OSError):
             raise _write_error(path, cause, existed) from None
         raise
