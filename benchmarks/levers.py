@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from mixkd.distill import FrozenTeacher
 from mixkd.engine.bench import PAIRS, gflop_per_image, machine_name, matmul_peak, time_steps
-from mixkd.engine.precision import autocast, tune_malloc
 from mixkd.models import build_model
+from mixkd.runtime import autocast, tune_malloc
 
 BATCH, EVAL_BATCH, TRAIN_IMAGES, TEST_IMAGES = 64, 512, 50_000, 10_000
 

@@ -18,10 +18,10 @@ import torch
 from mixkd.config import load_config
 from mixkd.data import build_data
 from mixkd.distill.losses import std_rescale
-from mixkd.engine.precision import autocast
 from mixkd.engine.trainer import train
 from mixkd.models import build_model
 from mixkd.models.weights import load_model
+from mixkd.runtime import autocast
 
 
 def drift(model: torch.nn.Module, x: torch.Tensor, name: str) -> dict:

@@ -14,8 +14,8 @@ from mixkd.engine.bench import (
     share_of_peak,
     whole_run_speedup,
 )
-from mixkd.engine.precision import cxx_compiler
 from mixkd.mixing import official_unmixed_draws
+from mixkd.runtime import cxx_compiler
 from tests.conftest import requires_fmnist, run_mixkd
 
 

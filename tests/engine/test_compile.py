@@ -8,10 +8,10 @@ import signal
 import pytest
 import torch
 
+from mixkd import runtime as P
 from mixkd.cli import main
 from mixkd.config import load_config
 from mixkd.distill import FrozenTeacher
-from mixkd.engine import precision as P
 from mixkd.engine.cohort import Cohort, Member
 from mixkd.errors import ConfigError
 from mixkd.models import build_model

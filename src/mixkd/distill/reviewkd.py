@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from mixkd.distill.base import DISTILLERS, Distiller
 from mixkd.distill.shapes import paired_stages, probe, stem_maps
-from mixkd.engine.precision import autocast
+from mixkd.runtime import autocast
 
 Shape = tuple[int, ...]
 

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from torch import Tensor, nn
 
-from mixkd.engine.precision import autocast, isolate_compile_cache
 from mixkd.models.base import ModelOutput
 from mixkd.models.fold import WithFeatures, fold_batchnorm
+from mixkd.runtime import autocast, isolate_compile_cache
 
 if TYPE_CHECKING:
     from mixkd.data import Batch

@@ -19,9 +19,9 @@ from mixkd.config import RunConfig, TeacherConfig
 from mixkd.distill.cache import build_teacher_cache, weights_digest
 from mixkd.distill.distillers import method_class
 from mixkd.distill.teacher import FrozenTeacher
-from mixkd.engine.precision import resolve_compile
 from mixkd.errors import CheckpointError, ConfigError, MixkdError
 from mixkd.models.weights import model_from_payload, non_finite, read_checkpoint
+from mixkd.runtime import resolve_compile
 
 
 class TeacherPool:

@@ -35,7 +35,10 @@ from mixkd.distill.base import Distiller, InitStage
 from mixkd.distill.cache import check_cache_dir
 from mixkd.distill.teacher_pool import TeacherPool
 from mixkd.engine import distributed as D
-from mixkd.engine.precision import (
+from mixkd.errors import ConfigError
+from mixkd.mixing import MIXERS, Mixer, MixResult, build_mixer, mixing_needs_teacher
+from mixkd.models import MODELS, build_model
+from mixkd.runtime import (
     autocast,
     cxx_compiler,
     isolate_compile_cache,
@@ -45,9 +48,6 @@ from mixkd.engine.precision import (
     resolve_teacher_precision,
     tune_malloc,
 )
-from mixkd.errors import ConfigError
-from mixkd.mixing import MIXERS, Mixer, MixResult, build_mixer, mixing_needs_teacher
-from mixkd.models import MODELS, build_model
 
 
 def derive_seed(*parts: int) -> int:

@@ -426,7 +426,7 @@ PAPER_RUN_IMAGES = 240 * 50_000
 def compile_for_paper_run(setting: str) -> str:
     """`on`/`off`: what teacher.compile and runtime.compile=`setting` resolve to in a 240-epoch CIFAR run on
     this machine."""
-    from mixkd.engine.precision import resolve_compile
+    from mixkd.runtime import resolve_compile
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return "on" if resolve_compile(setting, device, PAPER_RUN_IMAGES) else "off"

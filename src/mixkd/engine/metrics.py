@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixkd.engine.calibration import DEFAULT_BINS, Calibration
-from mixkd.engine.precision import autocast
+from mixkd.runtime import autocast
 
 # the calibration figures of a metrics.jsonl row (its test_loss is the NLL)
 CALIBRATION_ROW = ("ece", "mce", "brier")

@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from mixkd.engine.precision import autocast
 from mixkd.errors import ConfigError
 from mixkd.registry import Registry
+from mixkd.runtime import autocast
 
 Shape = tuple[int, ...]
 

@@ -8,8 +8,8 @@ from torch import Tensor, nn
 
 from mixkd.distill.terms.adapt import pool_to_smaller
 from mixkd.distill.terms.base import FeatureTerm, register
-from mixkd.engine.precision import autocast
 from mixkd.errors import ConfigError
+from mixkd.runtime import autocast
 
 
 def _chain(channels: list[int], transposed: bool, bn: bool) -> nn.Sequential:

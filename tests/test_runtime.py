@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-CHECK = ("import torch; from mixkd.engine.precision import cpu_has_fast_bf16, resolve_precision; "
+CHECK = ("import torch; from mixkd.runtime import cpu_has_fast_bf16, resolve_precision; "
          "print(cpu_has_fast_bf16(), resolve_precision('auto', torch.device('cpu')))")
 NATIVE_BF16 = any(f in Path("/proc/cpuinfo").read_text() for f in ("avx512_bf16", "amx_bf16"))
 

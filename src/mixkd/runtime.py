@@ -1,4 +1,5 @@
-"""Numeric precision and memory layout: resolve `auto`, build autocast contexts."""
+"""The runtime ground floor every layer may use: numeric precision (`auto` resolved per device, autocast),
+memory layout, the compile policy and its cache, and allocator tuning. It uses nothing of mixkd but mixkd.io."""
 
 from __future__ import annotations
 
