@@ -28,7 +28,7 @@ def _range(lo: float | None = None, hi: float | None = None, *, open_lo: bool = 
     return {"lo": lo, "hi": hi, "open_lo": open_lo, "why": why}
 
 
-# torch.manual_seed takes unsigned 64-bit seeds and NumPy's SeedSequence (derive_seed) non-negative ones
+# torch.manual_seed takes unsigned 64-bit seeds and NumPy's SeedSequence (data.seeding.seed32) non-negative ones
 SEED_MAX = 2**64 - 1
 
 

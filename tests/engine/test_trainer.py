@@ -175,7 +175,7 @@ def tensorboard_run(tmp_path_factory):
 
 
 def test_the_largest_valid_seed_trains(tensorboard_run):
-    # config validation admits 0..2**64-1; the top of that range must really train (torch, NumPy, derive_seed)
+    # config validation admits 0..2**64-1; the top of that range must really train (torch, NumPy, seed32)
     summary = json.loads((tensorboard_run / "summary.json").read_text())
     assert summary["seed"] == 2**64 - 1 and summary["epochs"] == 2 and summary["last_top1"] is not None
 

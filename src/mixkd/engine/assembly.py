@@ -50,11 +50,6 @@ from mixkd.runtime import (
 )
 
 
-def derive_seed(*parts: int) -> int:
-    """A 32-bit seed from several integers (seed, epoch, rank, ...) via NumPy's SeedSequence."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
-
-
 @dataclass
 class Runtime:
     """Resolved execution settings of this process."""

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mixkd.data.seeding import seed32
 from mixkd.engine import distributed as D
-from mixkd.engine.assembly import Shared, Student, derive_seed
+from mixkd.engine.assembly import Shared, Student
 
 
 class Diverged(Exception):
@@ -55,7 +56,7 @@ def train_epoch(shared: Shared, students: Sequence[Student], epoch: int, init: b
     """
     rt, loader = shared.rt, shared.data.train
     loader.set_epoch(-1 - epoch if init else epoch)
-    shared.mixer.reseed(derive_seed(shared.cfg.seed, 2 if init else 1, epoch, rt.dist.rank))
+    shared.mixer.reseed(seed32(shared.cfg.seed, 2 if init else 1, epoch, rt.dist.rank))
     for s in students:
         s.begin_epoch(epoch, init)
     meters = [_Meter(rt.device) for _ in students]
