@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from mixkd.commands import HelpFormatter
 from mixkd.engine.signals import stop_message, stop_on_signals
 from mixkd.errors import MixkdError
 from mixkd.progress import set_quiet
@@ -40,18 +41,9 @@ EPILOG = """examples:
 _OVERRIDE = re.compile(r"[A-Za-z_][\w-]*(\.[\w-]+)*=")
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the line breaks of descriptions and epilogs (the examples), wraps option help."""
-
-
 def is_override(token: str) -> bool:
     """Whether a command-line token is a KEY=VALUE config override."""
     return bool(_OVERRIDE.match(token))
-
-
-def add_overrides(p: argparse.ArgumentParser, help: str) -> None:
-    """Let a subcommand take KEY=VALUE overrides; they may stand anywhere on its command line."""
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=help)
 
 
 def build_parser() -> argparse.ArgumentParser:

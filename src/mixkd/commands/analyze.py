@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mixkd.cli import HelpFormatter, add_overrides
+from mixkd.commands import HelpFormatter, add_overrides
 
 _MODEL_HELP = ("run directories (their best.pt and config.yaml), folders holding run directories, or checkpoint "
                "files (mixkd, community {'model': sd} or bare state_dict; then --arch/--data)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mixkd.cli import HelpFormatter
+from mixkd.commands import HelpFormatter
 from mixkd.commands.analyze import add_model_args, load_from_args
 
 DEFAULT_EPS = ["0", "1/255", "2/255", "4/255", "8/255"]

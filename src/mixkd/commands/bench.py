@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from mixkd.cli import HelpFormatter
+from mixkd.commands import HelpFormatter
 
 _EXAMPLES = """examples:
   mixkd bench step --pairs r20-r8 --rounds 1 --steps 5 --compile off   # a quick look: uncompiled, smallest pair

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from mixkd.cli import HelpFormatter, add_overrides
+from mixkd.commands import HelpFormatter, add_overrides
 from mixkd.config import find_recipe, load_config, read_yaml_mapping
 from mixkd.errors import ConfigError, MixkdError
 

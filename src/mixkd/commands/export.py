@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mixkd.cli import HelpFormatter, add_overrides
+from mixkd.commands import HelpFormatter, add_overrides
 
 _EXAMPLES = """MODEL is a finished run directory (its best.pt, or last.pt with --checkpoint last), a checkpoint file
 of a run, or a community checkpoint with --arch and --data. The file is loaded back (onnxruntime for ONNX)

@@ -11,7 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from mixkd.cli import HelpFormatter, add_overrides
+from mixkd.commands import HelpFormatter, add_overrides
 
 ANALYSES = ("logits", "features", "attack")
 

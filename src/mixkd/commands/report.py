@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mixkd.cli import HelpFormatter
+from mixkd.commands import HelpFormatter
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mixkd.cli import HelpFormatter, add_overrides
+from mixkd.commands import HelpFormatter, add_overrides
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mixkd.cli import HelpFormatter, add_overrides
+from mixkd.commands import HelpFormatter, add_overrides
 
 _EXAMPLES = """Evaluates the checkpoint on the dataset's test split and compares it with the published top-1 of its
 architecture (the community CIFAR-100 teachers, torchvision's ImageNet weights; see `mixkd teacher-check

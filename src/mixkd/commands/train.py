@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mixkd.cli import HelpFormatter, add_overrides
+from mixkd.commands import HelpFormatter, add_overrides
 from mixkd.config import load_config
 from mixkd.errors import ConfigError, MixkdError
 
