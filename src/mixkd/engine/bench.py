@@ -476,7 +476,7 @@ def methods_markdown(rows: list[dict], *, steps: int) -> str:
     """The method benchmark as a Markdown table naming the machine."""
     scope = (f"distillation step only, batch {BATCH}, {steps} timed steps, teacher cache off, mixkd's default "
              "precision")
-    return _table(rows, scope, "method", "vs KD", lambda r: r["method"])
+    return _table(rows, f"{scope}; PMU {PMU:.0%}", "method", "vs KD", lambda r: r["method"])
 
 
 def run_benchmark(*, pairs: list[str], what: str, rounds: int, steps: int, batches: int, data_root: str | None,
@@ -533,14 +533,14 @@ def markdown(rows: list[dict], *, what: str, batches: int, steps: int, peaks: di
     extra = {"precision": lambda r: r["precision"] + (f", compiled {r['compiled']}" if r.get("compiled") else ""),
              "GFLOP/img": lambda r: f"{r['gflop_per_image']:.3f}",
              "share of peak": lambda r: f"{r['share_of_peak']:.0%}"}
-    table = _table(rows, scope, "variant", "vs plain", lambda r: LABELS[r["variant"]], extra)
+    table = _table(rows, f"{scope}; PMU {PMU:.0%}", "variant", "vs plain", lambda r: LABELS[r["variant"]], extra)
     runs = whole_runs_markdown(whole_runs(rows))
     return "\n".join([table, "", peak] + (["", runs] if runs else []))
 
 
 def _table(rows: list[dict], scope: str, what: str, vs: str, label, extra: dict | None = None) -> str:
     extra = extra or {}
-    out = [f"Machine: {machine_name()}. {scope}; PMU {PMU:.0%}, median of interleaved rounds.", "",
+    out = [f"Machine: {machine_name()}. {scope}; median of interleaved rounds.", "",
            f"| pair | {what} | " + "".join(f"{k} | " for k in extra) + f"images/s (median) | {vs} (median of "
            "per-round ratios) | per-round ratios | peak memory (MB) |", "|---|---|" + "---|" * (len(extra) + 4)]
     for r in rows:
