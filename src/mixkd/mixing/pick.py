@@ -65,12 +65,8 @@ class CutMixPick(TeacherGuided):
 
 def _paste_rows(x: Tensor, own: Tensor, rows: np.ndarray, partner: np.ndarray, boxes: Boxes) -> Tensor:
     """The CutMix images of `rows` (their own images `own`) with `partner`'s boxes."""
-    dev = x.device
-    theirs = x[torch.from_numpy(partner[rows]).to(dev)]
-    stacked = torch.cat([own, theirs])  # row i's partner is row n + i of the stack
-    n = len(rows)
-    every = torch.ones(n, dtype=torch.bool, device=dev)
-    return paste(stacked, own, every, torch.arange(n, 2 * n, device=dev), boxes.take(rows))
+    every = torch.ones(len(rows), dtype=torch.bool, device=x.device)
+    return paste(x, own, every, torch.from_numpy(partner[rows]).to(x.device), boxes.take(rows))
 
 
 def _scatter(b: int, order: np.ndarray, parts: list[Boxes]) -> Boxes:
