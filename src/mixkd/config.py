@@ -17,6 +17,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from mixkd.errors import ConfigError
+from mixkd.params import Param
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
@@ -65,6 +66,9 @@ class TeacherConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     cache: Literal["auto", "off", "memory", "disk"] = "auto"
     cache_dir: str | None = None
+    # with cache=auto, a folder where this run shares a disk cache with other runs of the same teacher (what
+    # `mixkd sweep` sets for its points that share one); cache_dir wins; None: auto caches in memory
+    shared_cache_dir: str | None = None
     # torch.compile with inductor freezing for the logits forward; auto = on for long CPU runs (docs/speed.md)
     compile: Literal["auto", "on", "off"] = "auto"
 
@@ -89,176 +93,10 @@ class MixingConfig:
 MIXING_OWN_KEYS = {"mixup-cutmix": ("switch_prob", "cutmix_alpha"), "cutmix-pick": ("candidates",)}
 
 
-# Per-method sections of `distill`: a key left unset (null) means the method's published default, which
-# `mixkd methods` lists and each run records in summary.json ("distill").
-
-
-@dataclass
-class DKDConfig:
-    """Decoupled KD (Zhao et al., CVPR 2022): weight · warm-up · (tckd_weight · TCKD + nckd_weight · NCKD)."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-    tckd_weight: float | None = field(default=None, metadata=_range(0.0))  # α in the paper
-    nckd_weight: float | None = field(default=None, metadata=_range(0.0))  # β in the paper
-    warmup_epochs: int | None = field(default=None, metadata=_range(0))
-
-
-@dataclass
-class CRDConfig:
-    """Contrastive Representation Distillation (Tian et al., ICLR 2020)."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-    feat_dim: int | None = field(default=None, metadata=_range(1))
-    nce_k: int | None = field(default=None, metadata=_range(1))
-    nce_t: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
-    nce_m: float | None = field(default=None, metadata=_range(0.0, 1.0))
-
-
-@dataclass
-class FitNetConfig:
-    """FitNet (Romero et al., ICLR 2015): the student's hint map regressed onto the teacher's."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-
-
-@dataclass
-class ATConfig:
-    """Attention transfer (Zagoruyko & Komodakis, ICLR 2017)."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-    p: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
-
-
-@dataclass
-class SPConfig:
-    """Similarity-preserving KD (Tung & Mori, ICCV 2019)."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-
-
-@dataclass
-class NSTConfig:
-    """Neuron selectivity transfer (Huang & Wang, 2017)."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-
-
-@dataclass
-class PKTConfig:
-    """Probabilistic knowledge transfer (Passalis & Tefas, ECCV 2018)."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-    eps: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
-
-
-@dataclass
-class RKDConfig:
-    """Relational KD (Park et al., CVPR 2019): distance and angle terms."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-    distance_weight: float | None = field(default=None, metadata=_range(0.0))
-    angle_weight: float | None = field(default=None, metadata=_range(0.0))
-
-
-@dataclass
-class CCConfig:
-    """Correlation congruence (Peng et al., ICCV 2019)."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-    feat_dim: int | None = field(default=None, metadata=_range(1))
-    form: Literal["repdistiller", "paper"] | None = None
-    gamma: float | None = field(default=None, metadata=_range(0.0))
-    order: int | None = field(default=None, metadata=_range(0))
-
-
-@dataclass
-class VIDConfig:
-    """Variational information distillation (Ahn et al., CVPR 2019)."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-    init_var: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
-    eps: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
-
-
-@dataclass
-class ABConfig:
-    """Activation boundaries (Heo et al., AAAI 2019); its term trains in the init stage only."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-    margin: float | None = field(default=None, metadata=_range(0.0))
-
-
-@dataclass
-class FTConfig:
-    """Factor transfer (Kim et al., NeurIPS 2018): a paraphraser trained in the init stage, a translator after."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-    rate: float | None = field(default=None, metadata=_range(0.0, 1.0, open_lo=True))
-    p1: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
-    p2: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
-
-
-@dataclass
-class FSPConfig:
-    """Flow of solution procedure (Yim et al., CVPR 2017); its term trains in the init stage only."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-
-
-@dataclass
-class ICKDConfig:
-    """Inter-channel correlation KD (Liu et al., ICCV 2021)."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-
-
-@dataclass
-class OFDConfig:
-    """Overhaul of feature distillation (Heo et al., ICCV 2019) on pre-ReLU maps."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-    kernel_size: int | None = field(default=None, metadata=_range(1))
-
-
-@dataclass
-class DISTConfig:
-    """DIST (Huang et al., NeurIPS 2022): Pearson-correlation relations of the softened predictions."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-    beta: float | None = field(default=None, metadata=_range(0.0))  # inter-class (per-sample) relation
-    gamma: float | None = field(default=None, metadata=_range(0.0))  # intra-class (per-class) relation
-
-
-@dataclass
-class KDSVDConfig:
-    """KDSVD (Lee et al., ECCV 2018): RBF relations of consecutive stages' leading singular vectors."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-    k: int | None = field(default=None, metadata=_range(1))
-    form: Literal["mdistiller", "paper"] | None = None
-
-
-@dataclass
-class ReviewKDConfig:
-    """ReviewKD (Chen et al., CVPR 2021): attention-based fusion of the student's stages, hierarchical context loss."""
-
-    weight: float | None = field(default=None, metadata=_range(0.0))
-    warmup_epochs: int | None = field(default=None, metadata=_range(0))
-    max_mid_channel: int | None = field(default=None, metadata=_range(1))
-
-
-@dataclass
-class CTKDConfig:
-    """Curriculum temperature (Li et al., AAAI 2023): a learned KD temperature through gradient reversal; a
-    plug-in for every method with a KD term or a logit term (kd, dkd, dist, ...), `distill.method=ctkd` = KD + it."""
-
-    mode: Literal["off", "global", "instance"] | None = None
-    t_start: float | None = field(default=None, metadata=_range(0.0, open_lo=True))  # the lowest temperature
-    t_end: float | None = field(default=None, metadata=_range(0.0))  # the temperature's range above t_start
-    init: float | None = None  # the module's first output before the sigmoid (global: the parameter)
-    lambda_max: float | None = field(default=None, metadata=_range(0.0))
-    curriculum_epochs: int | None = field(default=None, metadata=_range(0))
-    hidden: int | None = field(default=None, metadata=_range(1))  # instance mode: the MLP's width
+# The per-method sections of `distill` (distill.dkd, distill.crd, ..., and the plug-in distill.ctkd) are not
+# written here: each KD method declares its parameters once, in its own file (mixkd.params), and
+# `section_types` derives a typed section from that declaration. A key left unset (null) means the method's
+# published default, which `mixkd methods` lists and each run records in summary.json ("distill").
 
 
 @dataclass
@@ -274,25 +112,21 @@ class DistillConfig:
     base_temperature: float = field(default=2.0, metadata=_range(0.0, open_lo=True))
     init_epochs: int = field(default=30, metadata=_range(0))  # two-stage methods (AB, FT, FSP)
     init_lr: float | None = field(default=None, metadata=_range(0.0, open_lo=True))  # null = the method's
-    dkd: DKDConfig = field(default_factory=DKDConfig)
-    crd: CRDConfig = field(default_factory=CRDConfig)
-    fitnet: FitNetConfig = field(default_factory=FitNetConfig)
-    at: ATConfig = field(default_factory=ATConfig)
-    sp: SPConfig = field(default_factory=SPConfig)
-    nst: NSTConfig = field(default_factory=NSTConfig)
-    pkt: PKTConfig = field(default_factory=PKTConfig)
-    rkd: RKDConfig = field(default_factory=RKDConfig)
-    cc: CCConfig = field(default_factory=CCConfig)
-    vid: VIDConfig = field(default_factory=VIDConfig)
-    ab: ABConfig = field(default_factory=ABConfig)
-    ft: FTConfig = field(default_factory=FTConfig)
-    fsp: FSPConfig = field(default_factory=FSPConfig)
-    ickd: ICKDConfig = field(default_factory=ICKDConfig)
-    ofd: OFDConfig = field(default_factory=OFDConfig)
-    dist: DISTConfig = field(default_factory=DISTConfig)
-    kdsvd: KDSVDConfig = field(default_factory=KDSVDConfig)
-    reviewkd: ReviewKDConfig = field(default_factory=ReviewKDConfig)
-    ctkd: CTKDConfig = field(default_factory=CTKDConfig)
+    # {section name: its typed section}, every declared section present; read as cfg.distill.<name>
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        types_ = section_types()
+        unknown = sorted(set(self.sections) - set(types_))
+        if unknown:
+            raise ConfigError(f"distill: unknown method section {unknown[0]!r}; sections: {', '.join(types_)}")
+        self.sections = {name: self.sections.get(name) or cls() for name, cls in types_.items()}
+
+    def __getattr__(self, name: str) -> Any:
+        sections = self.__dict__.get("sections", {})
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 @dataclass
@@ -337,6 +171,50 @@ class RunConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+# --------------------------------------------------------------------------- method sections
+
+_SECTION_TYPES: dict[tuple, dict[str, type]] = {}
+
+
+def _section_class_name(name: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^0-9a-zA-Z]+", name)) + "Section"
+
+
+def section_types() -> dict[str, type]:
+    """{name: typed section of `distill`}, derived from the parameters each KD method declares.
+
+    Every key is nullable with default null (= the method's published default); its type and range are
+    the declared ones. The registry is read when first needed, not at import: config sits below the methods.
+    """
+    from mixkd.distill import sections  # a runtime lookup of the registry, not an import-time dependency
+
+    declared = sections()
+    key = tuple((name, tuple(params.items())) for name, params in declared.items())
+    if key not in _SECTION_TYPES:
+        out = {}
+        for name, params in declared.items():
+            fields_ = [(p.name, p.type | None, field(default=None, metadata=_param_range(p))) for p in params.values()]
+            cls = dataclasses.make_dataclass(_section_class_name(name), fields_, namespace={
+                "__doc__": f"distill.{name}: the parameters {name} declares (null = its published default)."})
+            cls.__module__ = __name__  # picklable: the module's __getattr__ finds it by name
+            out[name] = cls
+        _SECTION_TYPES[key] = out
+    return _SECTION_TYPES[key]
+
+
+def _param_range(p: Param) -> dict:
+    r = p.range
+    return _range(r.lo, r.hi, open_lo=r.open_lo, why=r.why) if r else {}
+
+
+def __getattr__(name: str) -> Any:  # e.g. DkdSection, for pickle and `from mixkd.config import DkdSection`
+    if name.endswith("Section") and not name.startswith("_"):
+        for cls in section_types().values():
+            if cls.__name__ == name:
+                return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- building
@@ -488,19 +366,24 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping of keys, got {raw!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in raw if k not in fields]
+    fields = {f.name: f for f in dataclasses.fields(cls) if not (cls is DistillConfig and f.name == "sections")}
+    sections = section_types() if cls is DistillConfig else {}
+    unknown = [k for k in raw if k not in fields and k not in sections]
     if unknown:
         key = f"{prefix}{unknown[0]}"
         if key in RENAMED:
             raise ConfigError(f"{key} was renamed: use {RENAMED[key]}")
         import difflib
 
-        close = difflib.get_close_matches(unknown[0], fields, n=1)
+        allowed = [*fields, *sections]
+        close = difflib.get_close_matches(unknown[0], allowed, n=1)
         hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
-        raise ConfigError(f"unknown config key {key!r}{hint}; allowed here: {', '.join(fields)}")
-    kwargs = {}
+        raise ConfigError(f"unknown config key {key!r}{hint}; allowed here: {', '.join(allowed)}")
+    kwargs: dict[str, Any] = {"sections": {}} if sections else {}
     for name, value in raw.items():
+        if name in sections:
+            kwargs["sections"][name] = _build(sections[name], value, f"{prefix}{name}.")
+            continue
         tp, key = hints[name], f"{prefix}{name}"
         if dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, value, key + ".")
@@ -540,16 +423,29 @@ def from_dict(raw: dict) -> RunConfig:
     return cfg
 
 
+def distill_config(**keys: Any) -> DistillConfig:
+    """A validated `distill` section from keyword values, method sections as mappings:
+    `distill_config(method="dkd", dkd={"nckd_weight": 4})`."""
+    return _build(DistillConfig, keys, "distill.")
+
+
 def to_dict(cfg: RunConfig) -> dict:
-    """The config as plain nested dicts, every key and section included (see `to_saved_dict` for config.yaml)."""
-    return dataclasses.asdict(cfg)
+    """The config as plain nested dicts, every key and section included (see `to_saved_dict` for config.yaml);
+    the method sections sit in `distill` beside its other keys, as recipes write them."""
+    out = dataclasses.asdict(cfg)
+    out["distill"] = distill_dict(cfg.distill)
+    return out
+
+
+def distill_dict(cfg: DistillConfig) -> dict:
+    """`distill` as a plain dict: its keys, then one entry per method section."""
+    out = dataclasses.asdict(cfg)
+    return {**{k: v for k, v in out.items() if k != "sections"}, **out["sections"]}
 
 
 def method_sections() -> dict[str, dict]:
-    """{name: its defaults as a dict} of distill's per-method sections (dkd, crd, ...), in declaration order."""
-    hints = typing.get_type_hints(DistillConfig)
-    return {f.name: dataclasses.asdict(hints[f.name]()) for f in dataclasses.fields(DistillConfig)
-            if dataclasses.is_dataclass(hints[f.name])}
+    """{name: its defaults as a dict} of distill's per-method sections (dkd, crd, ..., ctkd)."""
+    return {name: dataclasses.asdict(cls()) for name, cls in section_types().items()}
 
 
 def compact_config(raw: dict) -> dict:

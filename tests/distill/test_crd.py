@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from mixkd.config import CRDConfig, DistillConfig
+from mixkd.config import distill_config
 from mixkd.data import Batch
 from mixkd.distill import DistillContext, FrozenTeacher, build_distiller
-from mixkd.distill.crd import NegativeSampler
+from mixkd.distill.methods.crd import NegativeSampler
 from mixkd.mixing import MixResult
 from mixkd.models import ModelOutput, build_model
 
@@ -24,7 +24,7 @@ def _crd(nce_k: int, n: int = N):
     ctx = DistillContext(num_classes=4, input_shape=(3, 32, 32), num_samples=n, train_labels=labels,
                          device=torch.device("cpu"))
     teacher = FrozenTeacher(build_model("resnet14", 4), features=True)
-    cfg = DistillConfig(method="crd", crd=CRDConfig(nce_k=nce_k, feat_dim=16))
+    cfg = distill_config(method="crd", crd=dict(nce_k=nce_k, feat_dim=16))
     return build_distiller(cfg, build_model("resnet8", 4), teacher, ctx), labels
 
 

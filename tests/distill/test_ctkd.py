@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mixkd.config import CTKDConfig, DistillConfig
+from mixkd.config import distill_config
 from mixkd.data import Batch
 from mixkd.distill import DistillContext, build_distiller
 from mixkd.distill.ctkd import curriculum
@@ -26,7 +26,7 @@ N = 6
 
 
 def _distiller(method="ctkd", **cfg):
-    return build_distiller(DistillConfig(method=method, **cfg), build_model("resnet8", 10), None, CTX).double()
+    return build_distiller(distill_config(method=method, **cfg), build_model("resnet8", 10), None, CTX).double()
 
 
 def _terms(d, s, t, y=None, epoch=30):
@@ -81,7 +81,7 @@ def test_global_temperature_value_and_reversed_gradient(epoch):
 
 def test_instance_temperature_weighs_each_row_by_its_own_t_squared():
     s, t = _logits(1)
-    d = _distiller(ctkd=CTKDConfig(mode="instance", hidden=8))
+    d = _distiller(ctkd=dict(mode="instance", hidden=8))
     torch.manual_seed(3)
     with torch.no_grad():  # off the zero start, so that rows differ
         for p in d.ctkd.mlp.parameters():
@@ -103,7 +103,7 @@ def test_instance_temperature_weighs_each_row_by_its_own_t_squared():
 
 def test_instance_temperature_starts_where_the_global_one_does():
     s, t = _logits(2)
-    a = _terms(_distiller(ctkd=CTKDConfig(mode="instance")), s, t)["kd"]
+    a = _terms(_distiller(ctkd=dict(mode="instance")), s, t)["kd"]
     b = _terms(_distiller(), s, t)["kd"]
     assert float(a.detach()) == pytest.approx(float(b.detach()), rel=1e-6)
 
@@ -120,7 +120,7 @@ def test_ctkd_is_a_plug_in_for_dkd_and_dist_under_every_normalisation(norm):
         return ((f - f.mean(1, keepdim=True)) if norm == "zscore" else f) / f.std(1, keepdim=True)
 
     # rel 1e-4: at T ≈ 15.6 the KL is small and float32 rounding shows
-    on = CTKDConfig(mode="global")
+    on = dict(mode="global")
     dkd = _terms(_distiller("dkd", ctkd=on, logit_norm=norm), s, t, y)["dkd"]
     # published DKD at temperature T on the normalised logits (with its T² factor)
     assert float(dkd.detach()) == pytest.approx(float(published_dkd(unit(s), unit(t), y, 1.0, 8.0, float(temp))), rel=1e-4)
@@ -132,9 +132,9 @@ def test_ctkd_is_a_plug_in_for_dkd_and_dist_under_every_normalisation(norm):
 
 def test_ctkd_needs_a_logit_term_and_says_so_in_one_line():
     with pytest.raises(ConfigError, match="kd_weight") as e:
-        _distiller("at", ctkd=CTKDConfig(mode="global"))
+        _distiller("at", ctkd=dict(mode="global"))
     assert "\n" not in str(e.value)
-    assert _distiller("kd", ctkd=CTKDConfig(mode="off")).ctkd is None
+    assert _distiller("kd", ctkd=dict(mode="off")).ctkd is None
 
 
 def test_the_learned_temperature_is_in_the_method_state_and_the_optimizer_and_logged():

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mixkd.config import DISTConfig, DistillConfig
+from mixkd.config import distill_config
 from mixkd.data import Batch
 from mixkd.distill import DistillContext, build_distiller
 from mixkd.mixing import MixResult
@@ -36,7 +36,7 @@ def reference_dist(zs, zt, beta, gamma, tau):
 
 
 def _term(s, t, target=None, **cfg):
-    d = build_distiller(DistillConfig(method="dist", **cfg), build_model("resnet8", 10), None, CTX)
+    d = build_distiller(distill_config(method="dist", **cfg), build_model("resnet8", 10), None, CTX)
     n = len(s)
     target = F.one_hot(torch.arange(n) % 10, 10).double() if target is None else target
     mix = MixResult(x=torch.zeros(0), target=target, lam=torch.ones(n), partner=torch.arange(n),
@@ -53,7 +53,7 @@ def _logits(seed, n=6, c=10):
 def test_dist_matches_the_reference_in_value_and_gradient(tau):
     s, t = _logits(0)
     s1, s2 = s.clone().requires_grad_(), s.clone().requires_grad_()
-    got = _term(s1, t, temperature=tau, dist=DISTConfig(beta=2.0, gamma=3.0))
+    got = _term(s1, t, temperature=tau, dist=dict(beta=2.0, gamma=3.0))
     ref = reference_dist(s2, t, 2.0, 3.0, tau)
     assert float(got.detach()) == pytest.approx(float(ref.detach()), rel=1e-5)
     got.backward()
@@ -64,7 +64,7 @@ def test_dist_matches_the_reference_in_value_and_gradient(tau):
 def test_published_defaults_and_the_weight():
     s, t = _logits(1)
     assert float(_term(s, t)) == pytest.approx(float(reference_dist(s, t, 2.0, 2.0, 4.0)), rel=1e-5)
-    assert float(_term(s, t, dist=DISTConfig(weight=0.5))) == pytest.approx(
+    assert float(_term(s, t, dist=dict(weight=0.5))) == pytest.approx(
         0.5 * float(reference_dist(s, t, 2.0, 2.0, 4.0)), rel=1e-5)
 
 

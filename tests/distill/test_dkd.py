@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mixkd.config import DistillConfig, DKDConfig
+from mixkd.config import distill_config
 from mixkd.data import Batch
 from mixkd.distill import DistillContext, build_distiller
 from mixkd.mixing import MixResult
@@ -51,7 +51,7 @@ def two_label_dkd(s, t, target, alpha, beta, T):
 
 
 def _dkd_term(s, t, target, epoch=100, **cfg):
-    d = build_distiller(DistillConfig(method="dkd", **cfg), build_model("resnet8", 10), None, CTX)
+    d = build_distiller(distill_config(method="dkd", **cfg), build_model("resnet8", 10), None, CTX)
     d.set_epoch(epoch)
     mix = MixResult(x=torch.zeros(0), target=target, lam=torch.ones(len(s)), partner=torch.arange(len(s)),
                     mixed=torch.zeros(len(s), dtype=torch.bool))
@@ -77,12 +77,12 @@ def test_mixed_two_label_targets_follow_the_documented_split():
     y, partner_y = torch.tensor([0, 3, 3, 9, 1, 5]), torch.tensor([2, 3, 7, 0, 1, 4])
     lam = torch.tensor([0.7, 0.4, 1.0, 0.5, 0.3, 0.9], dtype=torch.float64).view(-1, 1)
     target = lam * F.one_hot(y, 10) + (1 - lam) * F.one_hot(partner_y, 10)  # rows 1, 2, 4: one class
-    got = _dkd_term(s, t, target, dkd=DKDConfig(tckd_weight=2.0, nckd_weight=3.0))
+    got = _dkd_term(s, t, target, dkd=dict(tckd_weight=2.0, nckd_weight=3.0))
     ref = two_label_dkd(s, t, target, alpha=2.0, beta=3.0, T=4.0)
     assert float(got) == pytest.approx(float(ref), rel=1e-5)
     # a mixed row is not the λ-weighted mix of two one-label DKDs
     one = published_dkd(s[:1], t[:1], y[:1], 2.0, 3.0, 4.0) * 0.7 + published_dkd(s[:1], t[:1], partner_y[:1], 2.0, 3.0, 4.0) * 0.3
-    assert not math.isclose(float(_dkd_term(s[:1], t[:1], target[:1], dkd=DKDConfig(tckd_weight=2.0, nckd_weight=3.0))),
+    assert not math.isclose(float(_dkd_term(s[:1], t[:1], target[:1], dkd=dict(tckd_weight=2.0, nckd_weight=3.0))),
                             float(one), rel_tol=1e-3)
 
 
@@ -93,7 +93,7 @@ def test_warmup_ramps_linearly_over_the_first_epochs():
     assert float(_dkd_term(s, t, target, epoch=0)) == pytest.approx(full / 20)
     assert float(_dkd_term(s, t, target, epoch=9)) == pytest.approx(full / 2)
     assert float(_dkd_term(s, t, target, epoch=50)) == pytest.approx(full)
-    assert float(_dkd_term(s, t, target, epoch=0, dkd=DKDConfig(warmup_epochs=0))) == pytest.approx(full)
+    assert float(_dkd_term(s, t, target, epoch=0, dkd=dict(warmup_epochs=0))) == pytest.approx(full)
 
 
 def test_dkd_with_rescaled_logits_is_one_override():

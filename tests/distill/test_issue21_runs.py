@@ -25,6 +25,7 @@ METHODS = {
 }
 
 
+@pytest.mark.slow  # 25 s; resume of method state is covered in the default set by tests/engine/test_resume_methods.py
 def test_reviewkd_connectors_and_the_instance_temperature_resume_bit_identical(tmp_path):
     # one run holds both learnable parts: ReviewKD + KD, the KD temperature learned per instance by CTKD
     args = [*TINY, "distill.method=reviewkd", "distill.kd_weight=0.9", "distill.ctkd.mode=instance",

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mixkd.config import DistillConfig, ReviewKDConfig
+from mixkd.config import distill_config
 from mixkd.data import Batch
 from mixkd.distill import DistillContext, FrozenTeacher, build_distiller
-from mixkd.distill.reviewkd import Review, hcl
+from mixkd.distill.methods.reviewkd import Review, hcl
 from mixkd.mixing import MixResult
 from mixkd.models import build_model
 from tests.distill.terms.refs import feats
@@ -102,7 +102,7 @@ def _pair(teacher="wrn_40_2", student="ShuffleV1", **cfg):
     torch.manual_seed(0)
     ctx = DistillContext(num_classes=10, input_shape=(3, 32, 32), num_samples=4, train_labels=None,
                          device=torch.device("cpu"))
-    return build_distiller(DistillConfig(method="reviewkd", **cfg), build_model(student, 10),
+    return build_distiller(distill_config(method="reviewkd", **cfg), build_model(student, 10),
                            FrozenTeacher(build_model(teacher, 10), features=True), ctx)
 
 
@@ -128,7 +128,7 @@ def test_the_distiller_reviews_paired_stages_against_preactivation_maps_with_a_w
     assert all(p.grad is not None for p in d.review.parameters())
     assert {id(p) for p in d.trainable_parameters()} == {id(p) for p in d.review.parameters()}
     assert any(k.startswith("review.abfs.0.conv1") for k in d.method_state())
-    assert _pair(reviewkd=ReviewKDConfig(max_mid_channel=64)).review.abfs[0].conv1[0].out_channels == 64
+    assert _pair(reviewkd=dict(max_mid_channel=64)).review.abfs[0].conv1[0].out_channels == 64
 
 
 @pytest.mark.slow

@@ -62,7 +62,8 @@ def assert_same_student(solo, together) -> None:
     assert (solo / "config.yaml").read_text() == (together / "config.yaml").read_text()
 
 
-@pytest.mark.parametrize("mixing", [[], PMU], ids=["no-mixup", "pmu50"])
+# without mixup in the slow set (20 s): partial mixup (pmu50) exercises the same path and the mixer's draws too
+@pytest.mark.parametrize("mixing", [pytest.param([], marks=pytest.mark.slow), PMU], ids=["no-mixup", "pmu50"])
 def test_every_student_of_a_cohort_is_bit_identical_to_its_solo_run(teacher, tmp_path, mixing):
     cfgs = _configs(teacher, *mixing)
     results = Cohort([Member(cfg, tmp_path / "cohort" / name) for name, cfg in cfgs.items()], quiet=True).fit()

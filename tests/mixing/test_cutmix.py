@@ -126,7 +126,7 @@ def test_reseed_restarts_the_draw_and_inputs_of_any_layout_and_dtype_mix():
 
 
 def test_dkds_target_set_holds_both_labels_of_every_cutmix_row():
-    from mixkd.distill.dkd import target_set
+    from mixkd.distill.methods.dkd import target_set
 
     x, y = _batch(64)
     r = build_mixer(MixingConfig(name="cutmix", alpha=0.05), seed=9)(x, y, 10)

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from mixkd.config import DistillConfig
 from mixkd.data import Batch
 from mixkd.distill import ctkd
 from mixkd.distill.losses import kl_rows, soft_cross_entropy
@@ -26,7 +25,11 @@ from mixkd.distill.teacher import FrozenTeacher
 from mixkd.errors import CheckpointError, ConfigError
 from mixkd.mixing import MixResult
 from mixkd.models import ModelOutput
+from mixkd.params import Param, declared
 from mixkd.registry import Registry
+
+if TYPE_CHECKING:  # config types the method sections declared here, so distill imports it only for hints
+    from mixkd.config import DistillConfig
 
 _NOT_OWN = ("student.", "teacher.")
 
@@ -69,10 +72,17 @@ class Distiller(nn.Module):
     default_logit_norm: ClassVar[str] = "none"
     default_init_lr: ClassVar[float | None] = None
     has_init_stage: ClassVar[bool] = False
-    # the method's typed section of `distill` (e.g. "crd") and its published defaults; null keys take these
-    section: ClassVar[str | None] = None
-    defaults: ClassVar[dict] = {}
+    name: ClassVar[str] = ""  # set by `register`
+    # the method's own parameters (its section of `distill`, e.g. distill.crd), declared once as a dataclass
+    # of typed fields with the published defaults (mixkd.params); mixkd.config derives the section from it
+    Params: ClassVar[type | None] = None
+    declared_params: ClassVar[dict[str, Param]] = {}
     default_ctkd_mode: ClassVar[str] = "off"  # CTKD's learned temperature (distill.ctkd), a plug-in for logit terms
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Params" in cls.__dict__:
+            cls.declared_params = declared(cls.Params)
 
     def __init__(self, student: nn.Module, teacher: FrozenTeacher | None, cfg: DistillConfig,
                  ctx: DistillContext) -> None:
@@ -99,12 +109,22 @@ class Distiller(nn.Module):
 
     # ------------------------------------------------------------------ configuration
     @classmethod
+    def section(cls) -> str | None:
+        """The method's own section of `distill` (its name), or None for a method without parameters."""
+        return cls.name if cls.declared_params else None
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The published defaults of the method's own parameters."""
+        return {name: p.default for name, p in cls.declared_params.items()}
+
+    @classmethod
     def resolved_params(cls, cfg: DistillConfig) -> dict:
         """The method section's values, unset keys filled with the published defaults."""
-        if cls.section is None:
+        if cls.section() is None:
             return {}
-        given = {k: v for k, v in asdict(getattr(cfg, cls.section)).items() if v is not None}
-        return {**cls.defaults, **given}
+        given = {k: v for k, v in asdict(getattr(cfg, cls.name)).items() if v is not None}
+        return {**cls.defaults(), **given}
 
     @classmethod
     def min_batch(cls) -> int:
@@ -146,13 +166,15 @@ class Distiller(nn.Module):
         if cls.default_kd_weight > 0 or cls.logit_term:
             norm_key = {"none": "temperature", "zscore": "base_temperature"}.get(cls.default_logit_norm)
             if norm_key and cls.default_ctkd_mode == "off":  # CTKD learns the temperature instead
+                from mixkd.config import DistillConfig
+
                 out[norm_key] = DistillConfig.__dataclass_fields__[norm_key].default
-        if cls.section is not None:
-            out[cls.section] = dict(cls.defaults)
+        if cls.section() is not None:
+            out[cls.name] = cls.defaults()
         if cls.has_init_stage and cls.default_init_lr is not None:
             out["init_lr"] = cls.default_init_lr
         if cls.default_ctkd_mode != "off":
-            out["ctkd"] = {"mode": cls.default_ctkd_mode, **ctkd.DEFAULTS}
+            out["ctkd"] = {**ctkd.defaults(), "mode": cls.default_ctkd_mode}
         return out
 
     def settings(self) -> dict:
@@ -166,7 +188,7 @@ class Distiller(nn.Module):
         elif self.logit_norm == "zscore":
             out["base_temperature"] = self.cfg.base_temperature
         if self.params:
-            out[self.section] = dict(self.params)
+            out[self.name] = dict(self.params)
         if self.ctkd is not None:
             out["ctkd"] = dict(self.ctkd_params)
         return out
@@ -272,4 +294,14 @@ def _pick(value, default):
     return default if value is None else value
 
 
-DISTILLERS: Registry[Callable[..., Distiller]] = Registry("distillation method")
+DISTILLERS: Registry[type[Distiller]] = Registry("distillation method")
+
+
+def register(name: str) -> Callable[[type[Distiller]], type[Distiller]]:
+    """Class decorator: register a KD method as `distill.method=<name>` (its parameters as `distill.<name>`)."""
+
+    def add(cls: type[Distiller]) -> type[Distiller]:
+        cls.name = name
+        return DISTILLERS.register(name)(cls)
+
+    return add

@@ -31,19 +31,40 @@ starts at the global start) is mixkd's reading of the paper's description.
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixkd.errors import ConfigError
+from mixkd.params import Count, Epochs, NonNegative, Positive, declared
 
 PAPER = "Li et al.: Curriculum Temperature for Knowledge Distillation (AAAI 2023)"
-# published defaults of distill.ctkd (zhengli97/CTKD scripts/run_cifar_distill.sh); `mode` depends on the method
-DEFAULTS: dict[str, Any] = {"t_start": 1.0, "t_end": 20.0, "init": 1.0, "lambda_max": 1.0, "curriculum_epochs": 10,
-                            "hidden": 256}
 MODES = ("off", "global", "instance")
+
+
+@dataclass
+class Params:
+    """distill.ctkd, a plug-in section every method reads (zhengli97/CTKD scripts/run_cifar_distill.sh's
+    defaults); an unset `mode` is the method's default (off, global for distill.method=ctkd)."""
+
+    mode: Literal["off", "global", "instance"] = "off"
+    t_start: Positive = 1.0  # the lowest temperature
+    t_end: NonNegative = 20.0  # the temperature's range above t_start
+    init: float = 1.0  # the module's first output before the sigmoid (global: the parameter)
+    lambda_max: NonNegative = 1.0
+    curriculum_epochs: Epochs = 10
+    hidden: Count = 256  # instance mode: the MLP's width
+
+
+PARAMS = declared(Params)
+
+
+def defaults() -> dict[str, Any]:
+    """The published defaults of distill.ctkd (mode: off)."""
+    return {name: p.default for name, p in PARAMS.items()}
 
 
 class _Reverse(torch.autograd.Function):
@@ -73,7 +94,7 @@ def curriculum(epoch: int, lambda_max: float, epochs: int) -> float:
 def resolve(cfg_section: Any, default_mode: str) -> dict[str, Any]:
     """distill.ctkd's values, unset keys filled with the published defaults and the method's default mode."""
     given = {k: v for k, v in vars(cfg_section).items() if v is not None}
-    return {"mode": default_mode, **DEFAULTS, **given}
+    return {**defaults(), "mode": default_mode, **given}
 
 
 class CurriculumTemperature(nn.Module):

@@ -18,11 +18,12 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from mixkd.distill.base import DISTILLERS, Distiller, InitStage
+from mixkd.distill.base import Distiller, InitStage, register
 from mixkd.distill.shapes import paired_stages, probe, stem_maps, unwrap
 from mixkd.distill.terms import TERMS, FeatureTerm
 from mixkd.errors import ConfigError
 from mixkd.models import ModelOutput
+from mixkd.params import Param, Range
 
 
 def select_stages(stages: str, n_student: int, n_teacher: int, student_stem: int,
@@ -128,6 +129,20 @@ class FeatureDistiller(Distiller):
                 child.eval()
 
     @classmethod
+    def for_term(cls, term_cls: type[FeatureTerm]) -> type[FeatureDistiller]:
+        """The distiller of `term_cls`: its parameters are the term's weight β and the term's own keywords."""
+        weight = Param("weight", float, term_cls.default_weight, Range(0.0))
+        return type(f"{term_cls.__name__}Distiller", (cls,), {
+            "__doc__": f"{term_cls.__name__} ({term_cls.name}) through the generic feature distiller.",
+            "term_cls": term_cls,
+            "paper": term_cls.paper,
+            "reads": term_cls.reads,
+            "declared_params": {"weight": weight, **term_cls.declared_params},
+            "has_init_stage": term_cls.init_stage is not None,
+            "default_init_lr": 0.01 if term_cls.init_stage == "teacher-side modules" else None,
+        })
+
+    @classmethod
     def min_batch(cls) -> int:
         """The term's: batch-relational terms compare the samples of a batch with each other."""
         return cls.term_cls.min_batch
@@ -137,19 +152,6 @@ class FeatureDistiller(Distiller):
         return list(self.term.stage_parameters("main")) if self.term_cls.main_stage else []
 
 
-def _register(name: str, term_cls: type[FeatureTerm]) -> None:
-    cls = type(f"{term_cls.__name__}Distiller", (FeatureDistiller,), {
-        "__doc__": f"{term_cls.__name__} ({name}) through the generic feature distiller.",
-        "term_cls": term_cls,
-        "paper": term_cls.paper,
-        "reads": term_cls.reads,
-        "section": name,
-        "defaults": {"weight": term_cls.default_weight, **term_cls.default_params},
-        "has_init_stage": term_cls.init_stage is not None,
-        "default_init_lr": 0.01 if term_cls.init_stage == "teacher-side modules" else None,
-    })
-    DISTILLERS.register(name)(cls)
-
-
+# every feature term is a method: its distiller is FeatureDistiller.for_term(term), registered under its name
 for _name in TERMS.names():
-    _register(_name, TERMS.get(_name))
+    register(_name)(FeatureDistiller.for_term(TERMS.get(_name)))

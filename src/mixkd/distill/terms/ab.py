@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from mixkd.distill.terms.adapt import conv_bn
 from mixkd.distill.terms.base import FeatureTerm, register
+from mixkd.params import NonNegative
 
 
 def boundary_loss(x: Tensor, t: Tensor, margin: float) -> Tensor:
@@ -37,7 +38,7 @@ class ActivationBoundaries(FeatureTerm):
     init_stage = "student"
     main_stage = False
 
-    def __init__(self, student_shapes, teacher_shapes, *, margin: float = 1.0) -> None:
+    def __init__(self, student_shapes, teacher_shapes, *, margin: NonNegative = 1.0) -> None:
         super().__init__(student_shapes, teacher_shapes)
         self.margin = float(margin)
         self.connectors = nn.ModuleList(

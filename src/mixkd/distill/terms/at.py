@@ -9,6 +9,7 @@ from torch import Tensor
 from mixkd.distill.terms.adapt import pool_to_smaller
 from mixkd.distill.terms.base import FeatureTerm, register
 from mixkd.errors import ConfigError
+from mixkd.params import Positive
 
 
 def attention_map(f: Tensor, p: float) -> Tensor:
@@ -33,7 +34,7 @@ class AttentionTransfer(FeatureTerm):
              "Convolutional Neural Networks via Attention Transfer, ICLR 2017")
     default_weight = 1000.0
 
-    def __init__(self, student_shapes, teacher_shapes, *, p: float = 2.0) -> None:
+    def __init__(self, student_shapes, teacher_shapes, *, p: Positive = 2.0) -> None:
         super().__init__(student_shapes, teacher_shapes)
         if p <= 0:
             raise ConfigError(f"distill term 'at': p must be positive, got {p}")

@@ -8,7 +8,6 @@ add to its optimizer and checkpoint; `stage_parameters` says which of them each 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from mixkd.errors import ConfigError
+from mixkd.params import Param, declared
 from mixkd.registry import Registry
 from mixkd.runtime import autocast
 
@@ -45,7 +45,9 @@ class FeatureTerm(nn.Module):
     stages: ClassVar[str] = "all"  # which stage maps the published recipe pairs: "all", "last", "hint"
     paper: ClassVar[str]
     default_weight: ClassVar[float]  # β of the published CIFAR-100 recipe
-    default_params: ClassVar[MappingProxyType] = MappingProxyType({})  # derived from __init__'s keywords
+    # the term's parameters, declared once as __init__'s keyword-only arguments (type, range, published default)
+    declared_params: ClassVar[dict[str, Param]] = {}
+    default_params: ClassVar[MappingProxyType] = MappingProxyType({})
     init_stage: ClassVar[str | None] = None  # None, "student" or "teacher-side modules"
     main_stage: ClassVar[bool] = True  # False: the published recipe uses the term only in its init stage
     batch_relational: ClassVar[bool] = False  # the loss couples the samples of a batch
@@ -55,11 +57,8 @@ class FeatureTerm(nn.Module):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        params = inspect.signature(cls.__init__).parameters.values()
-        cls.default_params = MappingProxyType({
-            p.name: p.default for p in params
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in cls.requires
-        })
+        cls.declared_params = declared(cls.__init__, skip=cls.requires)
+        cls.default_params = MappingProxyType({name: p.default for name, p in cls.declared_params.items()})
 
     def __init__(self, student_shapes: Sequence[Sequence[int]], teacher_shapes: Sequence[Sequence[int]]) -> None:
         super().__init__()

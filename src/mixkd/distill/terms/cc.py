@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,7 @@ from torch import Tensor, nn
 
 from mixkd.distill.terms.base import FeatureTerm, register
 from mixkd.errors import ConfigError
+from mixkd.params import Count, NonNegative, NonNegativeInt
 
 FORMS = ("repdistiller", "paper")
 
@@ -42,8 +44,9 @@ class CorrelationCongruence(FeatureTerm):
     batch_relational = True
     min_batch = 2
 
-    def __init__(self, student_shapes, teacher_shapes, *, feat_dim: int = 128, form: str = "repdistiller",
-                 gamma: float = 0.4, order: int = 2) -> None:
+    def __init__(self, student_shapes, teacher_shapes, *, feat_dim: Count = 128,
+                 form: Literal["repdistiller", "paper"] = "repdistiller",
+                 gamma: NonNegative = 0.4, order: NonNegativeInt = 2) -> None:
         super().__init__(student_shapes, teacher_shapes)
         if form not in FORMS:
             raise ConfigError(f"distill term 'cc': form must be one of {', '.join(FORMS)}, got {form!r}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -9,6 +11,7 @@ from torch import Tensor, nn
 from mixkd.distill.terms.adapt import pool_to_smaller
 from mixkd.distill.terms.base import FeatureTerm, register
 from mixkd.errors import ConfigError
+from mixkd.params import Positive, Range
 from mixkd.runtime import autocast
 
 
@@ -64,8 +67,9 @@ class FactorTransfer(FeatureTerm):
     default_weight = 200.0
     init_stage = "teacher-side modules"
 
-    def __init__(self, student_shapes, teacher_shapes, *, rate: float = 0.5, p1: float = 2.0,
-                 p2: float = 1.0) -> None:
+    def __init__(self, student_shapes, teacher_shapes, *, rate: Annotated[float, Range(0.0, 1.0, open_lo=True)] = 0.5,
+                 p1: Positive = 2.0,
+                 p2: Positive = 1.0) -> None:
         super().__init__(student_shapes, teacher_shapes)
         if not 0 < rate <= 1 or any(int(t[0] * rate) < 1 for _, t in self.pairs):
             raise ConfigError(f"distill term 'ft': rate must be in (0, 1] and leave >= 1 channel, got {rate}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -9,6 +11,7 @@ from torch import Tensor
 from mixkd.distill.terms.adapt import pool_to_smaller
 from mixkd.distill.terms.base import FeatureTerm, register
 from mixkd.errors import ConfigError
+from mixkd.params import Count
 
 FORMS = ("mdistiller", "paper")
 
@@ -98,7 +101,8 @@ class KDSVD(FeatureTerm):
              "ECCV 2018")
     default_weight = 1.0
 
-    def __init__(self, student_shapes, teacher_shapes, *, k: int = 1, form: str = "mdistiller") -> None:
+    def __init__(self, student_shapes, teacher_shapes, *, k: Count = 1,
+                 form: Literal["mdistiller", "paper"] = "mdistiller") -> None:
         super().__init__(student_shapes, teacher_shapes)
         if form not in FORMS:
             raise ConfigError(f"distill.kdsvd.form must be one of {', '.join(FORMS)}, got {form!r}")

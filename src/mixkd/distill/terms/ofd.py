@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from mixkd.distill.terms.base import FeatureTerm, register
 from mixkd.errors import ConfigError
+from mixkd.params import Count
 
 
 def ofd_margin(weight: Tensor, bias: Tensor) -> Tensor:
@@ -49,7 +50,7 @@ class OverhaulFeature(FeatureTerm):
     requires = ("teacher_bn",)
 
     def __init__(self, student_shapes, teacher_shapes, *, teacher_bn: Sequence[tuple[Tensor, Tensor]] | None = None,
-                 kernel_size: int = 1) -> None:
+                 kernel_size: Count = 1) -> None:
         super().__init__(student_shapes, teacher_shapes)
         if teacher_bn is None or len(teacher_bn) != len(self.pairs):
             raise ConfigError("distill term 'ofd' needs the teacher's pre-ReLU BatchNorm (weight, bias) for "

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from mixkd.distill.terms.base import FeatureTerm, register
+from mixkd.params import Positive
 
 
 def neighbour_probabilities(f: Tensor, eps: float) -> Tensor:
@@ -30,7 +31,7 @@ class ProbabilisticTransfer(FeatureTerm):
     default_weight = 30000.0
     batch_relational = True
 
-    def __init__(self, student_shapes, teacher_shapes, *, eps: float = 1e-7) -> None:
+    def __init__(self, student_shapes, teacher_shapes, *, eps: Positive = 1e-7) -> None:
         super().__init__(student_shapes, teacher_shapes)
         self.eps = float(eps)
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mixkd.distill.terms.base import FeatureTerm, register
+from mixkd.params import NonNegative
 
 
 def pairwise_distances(e: Tensor) -> Tensor:
@@ -47,8 +48,8 @@ class RelationalKD(FeatureTerm):
     batch_relational = True
     min_batch = 2
 
-    def __init__(self, student_shapes, teacher_shapes, *, distance_weight: float = 25.0,
-                 angle_weight: float = 50.0) -> None:
+    def __init__(self, student_shapes, teacher_shapes, *, distance_weight: NonNegative = 25.0,
+                 angle_weight: NonNegative = 50.0) -> None:
         super().__init__(student_shapes, teacher_shapes)
         self.distance_weight, self.angle_weight = float(distance_weight), float(angle_weight)
 

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from mixkd.distill.terms.adapt import pool_to_smaller
 from mixkd.distill.terms.base import FeatureTerm, register
 from mixkd.errors import ConfigError
+from mixkd.params import Positive
 
 
 def _regressor(c_in: int, c_out: int) -> nn.Sequential:
@@ -35,7 +36,7 @@ class VariationalInformation(FeatureTerm):
              "Transfer, CVPR 2019")
     default_weight = 1.0
 
-    def __init__(self, student_shapes, teacher_shapes, *, init_var: float = 5.0, eps: float = 1e-5) -> None:
+    def __init__(self, student_shapes, teacher_shapes, *, init_var: Positive = 5.0, eps: Positive = 1e-5) -> None:
         super().__init__(student_shapes, teacher_shapes)
         if not init_var > eps > 0:
             raise ConfigError(f"distill term 'vid': needs init_var > eps > 0, got {init_var}, {eps}")

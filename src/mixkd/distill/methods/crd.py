@@ -22,12 +22,14 @@ the expected loss is the same); CRD's loss is computed in float32 whatever the a
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from mixkd.distill.base import DISTILLERS, Distiller
+from mixkd.distill.base import Distiller, register
 from mixkd.errors import ConfigError
+from mixkd.params import Count, NonNegative, Positive, Share
 
 _EPS = 1e-7
 
@@ -87,7 +89,7 @@ class NegativeSampler:
         return self.order[r]
 
 
-@DISTILLERS.register("crd")
+@register("crd")
 class CRD(Distiller):
     """CE + weight · (NCE of the student side + NCE of the teacher side) on embedded penultimate vectors."""
 
@@ -98,8 +100,14 @@ class CRD(Distiller):
     reads = "penultimate"
     default_ce_weight = 1.0
     default_kd_weight = 0.0
-    section = "crd"
-    defaults = {"weight": 0.8, "feat_dim": 128, "nce_k": 16384, "nce_t": 0.07, "nce_m": 0.5}
+
+    @dataclass
+    class Params:
+        weight: NonNegative = 0.8
+        feat_dim: Count = 128
+        nce_k: Count = 16384
+        nce_t: Positive = 0.07
+        nce_m: Share = 0.5
 
     def __init__(self, student, teacher, cfg, ctx) -> None:
         super().__init__(student, teacher, cfg, ctx)

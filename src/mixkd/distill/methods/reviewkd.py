@@ -26,12 +26,15 @@ Mixing: the loss reads no target; the teacher sees the same mixed batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixkd.distill.base import DISTILLERS, Distiller
+from mixkd.distill.base import Distiller, register
 from mixkd.distill.shapes import paired_stages, probe, stem_maps
+from mixkd.params import Count, Epochs, NonNegative
 from mixkd.runtime import autocast
 
 Shape = tuple[int, ...]
@@ -100,7 +103,7 @@ def _as_map(v: Tensor) -> Tensor:
     return v.reshape(v.shape[0], -1, 1, 1)
 
 
-@DISTILLERS.register("reviewkd")
+@register("reviewkd")
 class ReviewKD(Distiller):
     """CE + weight · warm-up · HCL(ABF review of the student's stages, the teacher's pre-activation stages)."""
 
@@ -110,8 +113,12 @@ class ReviewKD(Distiller):
     reads = "maps"
     default_ce_weight = 1.0
     default_kd_weight = 0.0
-    section = "reviewkd"
-    defaults = {"weight": 5.0, "warmup_epochs": 20, "max_mid_channel": 512}
+
+    @dataclass
+    class Params:
+        weight: NonNegative = 5.0
+        warmup_epochs: Epochs = 20
+        max_mid_channel: Count = 512
 
     def __init__(self, student, teacher, cfg, ctx) -> None:
         super().__init__(student, teacher, cfg, ctx)

@@ -20,12 +20,15 @@ as in KD: `soften` replaces f/T and `kl_factor` replaces T² (std rescaling: f/�
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mixkd.distill.base import DISTILLERS, Distiller
+from mixkd.distill.base import Distiller, register
 from mixkd.distill.losses import kl_rows
+from mixkd.params import Epochs, NonNegative
 
 _MASK = 1000.0  # subtracted from the softened target logits for NCKD, as the published code does
 
@@ -63,16 +66,21 @@ def nckd_rows(s: Tensor, t: Tensor, targets: Tensor) -> Tensor:
     return kl_rows(s.float() - shift, t.float() - shift)
 
 
-@DISTILLERS.register("dkd")
+@register("dkd")
 class DecoupledKD(Distiller):
     """CE + weight · min(epoch / warmup, 1) · (tckd_weight · TCKD + nckd_weight · NCKD) (mdistiller's CIFAR-100 defaults)."""
 
     paper = "Zhao et al.: Decoupled Knowledge Distillation (CVPR 2022)"
     default_ce_weight = 1.0
     default_kd_weight = 0.0
-    section = "dkd"
     logit_term = True
-    defaults = {"weight": 1.0, "tckd_weight": 1.0, "nckd_weight": 8.0, "warmup_epochs": 20}
+
+    @dataclass
+    class Params:
+        weight: NonNegative = 1.0
+        tckd_weight: NonNegative = 1.0  # α in the paper
+        nckd_weight: NonNegative = 8.0  # β in the paper
+        warmup_epochs: Epochs = 20
 
     def warmup_factor(self) -> float:
         """The linear warm-up at the current epoch (mdistiller: epoch / warmup with 1-based epochs)."""

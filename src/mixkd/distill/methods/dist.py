@@ -19,9 +19,12 @@ rows). The intra-class relation correlates over the batch, so it needs at least 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor
 
-from mixkd.distill.base import DISTILLERS, Distiller
+from mixkd.distill.base import Distiller, register
+from mixkd.params import NonNegative
 
 _EPS = 1e-8
 
@@ -43,16 +46,20 @@ def intra_class(ys: Tensor, yt: Tensor) -> Tensor:
     return inter_class(ys.t(), yt.t())
 
 
-@DISTILLERS.register("dist")
+@register("dist")
 class DIST(Distiller):
     """CE + weight · kl_factor · (beta · inter-class + gamma · intra-class relation) on softened predictions."""
 
     paper = "Huang et al.: Knowledge Distillation from A Stronger Teacher (NeurIPS 2022)"
     default_ce_weight = 1.0
     default_kd_weight = 0.0
-    section = "dist"
     logit_term = True
-    defaults = {"weight": 1.0, "beta": 2.0, "gamma": 2.0}
+
+    @dataclass
+    class Params:
+        weight: NonNegative = 1.0
+        beta: NonNegative = 2.0  # inter-class (per-sample) relation
+        gamma: NonNegative = 2.0  # intra-class (per-class) relation
 
     @classmethod
     def min_batch(cls) -> int:
