@@ -12,7 +12,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -404,7 +404,7 @@ def check_finished_run_inputs(cfg: RunConfig, path: Path) -> None:
             break
     if state is None:
         return
-    spec = _data_spec(json.dumps(to_dict(cfg.data), sort_keys=True), str(Path.cwd()))
+    spec = _data_spec(json.dumps(asdict(cfg.data), sort_keys=True), str(Path.cwd()))
     teacher = None
     if (uses_teacher(cfg) and state.get("teacher_sha256")
             and Path(cfg.teacher.checkpoint or "").is_file()):
