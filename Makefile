@@ -46,7 +46,7 @@ cxx:
 		echo "note: no C++ compiler (g++); mixkd runs uncompiled and the compile tests skip"; \
 	fi
 
-# the launcher tests (tests/launch) start a real single-node Slurm from Debian's slurm-wlm and munge
+# the launcher tests (tests/sweeps) start a real single-node Slurm from Debian's slurm-wlm and munge
 slurm:
 	@if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null; then :; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \

@@ -158,7 +158,7 @@ def dry_run(py: str, kit: Path, res: Path) -> int:
                 continue
             check(True, f"{s.name}: `mixkd {' '.join(argv[2:4])} ...` parses")
             if args.command == "findings":
-                from mixkd.analysis.findings import Study
+                from mixkd.studies.findings import Study
 
                 study = Study(Path(args.out), args.data, tuple(args.overrides))
                 check(len(study.runs()) >= 15, f"{s.name}: the findings specs load ({len(study.runs())} runs)")

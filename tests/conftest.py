@@ -95,3 +95,32 @@ def _reports_not_quiet():
 
     set_quiet(False)
     yield
+
+
+@pytest.fixture(scope="session")
+def small_sweep(tmp_path_factory) -> dict:
+    """A real sweep: 2 seeds of a tiny `train` + one `distill` point whose teacher file is corrupt (the sweep
+    tests run it; the report tests of tests/analysis read its run folders)."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("sweep")
+    bad_teacher = root / "corrupt-teacher.pt"
+    bad_teacher.write_bytes(b"not a checkpoint")
+    spec = {
+        "out": str(root / "out"),
+        "overrides": dict(o.split("=", 1) for o in TINY) | {"optim.epochs": 2, "optim.milestones": [1]},
+        "grid": {
+            "method": {"ce": {"distill.method": "ce"},
+                       "kd": {"distill.method": "kd", "teacher.arch": "resnet8",
+                              "teacher.checkpoint": str(bad_teacher)}},
+            "seed": [0, 1],
+        },
+        "figures": [{"kind": "heatmap", "file": "heat.png", "rows": "method", "cols": "seed"},
+                    {"kind": "table", "file": "table.md", "rows": "method", "cols": "seed"}],
+    }
+    # YAML-typed override values, as a person would write them in the spec
+    spec["overrides"] = {k: yaml.safe_load(str(v)) for k, v in spec["overrides"].items()}
+    path = root / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    first = run_mixkd("sweep", str(path), "--jobs", "2", check=False)
+    return {"spec": path, "out": root / "out", "first": first}

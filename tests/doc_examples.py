@@ -12,7 +12,7 @@ How an example runs (the rules the README's Development section summarises):
   one epoch, fp32 on the CPU. Its data becomes Fashion-MNIST unless it names a data.root that exists here
   (CIFAR-100 and ImageNet cannot exist here; the CIFAR-10 zip exists on the project's machine);
 - a sweep on data that cannot exist here (the paper's full-scale grids), and a sweep through the Slurm
-  launcher (tests/launch submits to a real Slurm), is checked with --dry-run: every point's config, the
+  launcher (tests/sweeps submits to a real Slurm), is checked with --dry-run: every point's config, the
   spec's figures and commands (and the launcher's settings) are validated, nothing is trained;
 - `mixkd findings` (the findings study: hours of runs, and it rewrites docs/findings.md) always runs with
   --dry-run: its specs, data and every run's command are checked, nothing is trained or written;
@@ -140,7 +140,7 @@ class Example:
 
     @property
     def on_slurm(self) -> bool:
-        """A sweep through the Slurm launcher (checked with --dry-run: tests/launch submits to a real Slurm)."""
+        """A sweep through the Slurm launcher (checked with --dry-run: tests/sweeps submits to a real Slurm)."""
         a = self.argv
         return self.verb == "sweep" and "--launcher" in a and a[a.index("--launcher") + 1:][:1] == ["slurm"]
 
@@ -226,8 +226,8 @@ def _resolved_data(argv: tuple[str, ...]) -> tuple[str, str | None] | None:
     try:
         args = parse_args(list(argv))
         if args.command == "sweep":
-            from mixkd.analysis.sweep import load_spec
             from mixkd.commands.sweep import split_overrides
+            from mixkd.sweeps.spec import load_spec
 
             settings, _, overrides = split_overrides(args.overrides)
             spec = load_spec(args.spec, args.out, settings)

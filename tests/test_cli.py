@@ -159,7 +159,7 @@ def test_collect_without_a_finished_point_is_an_error_and_writes_nothing(tmp_pat
 
 
 def test_last_error_line_is_whole():
-    from mixkd.analysis.sweep import last_error_line
+    from mixkd.sweeps.points import last_error_line
 
     long = "mixkd: error: " + "x" * 400
     assert last_error_line(f"python -m mixkd train\n{long}\n\n") == long

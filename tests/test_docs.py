@@ -160,10 +160,12 @@ def test_example_runs(example: Example, workspaces: Workspaces):
 
 def _static_check(argv: list[str]) -> None:
     """What a command line asks for is valid: it parses; its recipe, overrides and sweep points validate."""
-    from mixkd.analysis.sweep import check_points, command_line, load_spec
     from mixkd.commands.train import config_from_args
     from mixkd.config import load_config
     from mixkd.quickstart import CONFIG_DIR
+    from mixkd.sweeps.points import check_points
+    from mixkd.sweeps.runner import command_line
+    from mixkd.sweeps.spec import load_spec
 
     if "--help" in argv or "-h" in argv:
         with pytest.raises(SystemExit) as e:

@@ -82,7 +82,8 @@ def test_a_run_that_fails_before_training_leaves_nothing(tmp_path, capsys):
 def test_config_differences_ignore_only_result_neutral_keys():
     a = to_dict(load_config(None, TINY))
     neutral = to_dict(load_config(None, [*TINY, "runtime.tensorboard=true", "data.workers=0", "name=x",
-                                         "data.download=false", "teacher.cache_dir=/elsewhere"]))
+                                         "data.download=false", "teacher.cache_dir=/elsewhere",
+                                         "teacher.shared_cache_dir=/sweep/teacher-cache"]))
     assert config_differences(a, neutral) == {}
     assert set(config_differences(a, neutral, ignore=frozenset())) == RESULT_NEUTRAL
     other = to_dict(load_config(None, [*TINY, "runtime.threads=2", "optim.epochs=4", "data.train_subset=300"]))

@@ -47,8 +47,8 @@ def test_a_report_labels_runs_by_mixing_and_fraction():
 
 @pytest.mark.parametrize("spec_name,methods", [("table1-mixings.yaml", 4), ("table3-mixings-robustness.yaml", 2)])
 def test_the_mixing_specs_cover_every_mixing_at_10_50_and_100_percent(spec_name, methods):
-    from mixkd.analysis.sweep import load_spec
-    from tests.analysis.test_sweep import FIGURES
+    from mixkd.sweeps.spec import load_spec
+    from tests.sweeps.test_sweep import FIGURES
 
     spec = load_spec(FIGURES / spec_name)
     points = spec.points()

@@ -56,10 +56,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mixkd.analysis.findings import DEFAULT_DATA, Study
-    from mixkd.analysis.sweep import dry_run_lines
     from mixkd.config import parse_override
     from mixkd.errors import ConfigError
+    from mixkd.studies.findings import DEFAULT_DATA, Study
+    from mixkd.sweeps.points import dry_run_lines
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
@@ -81,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if not args.collect:
         study.run(args.jobs)
-    from mixkd.analysis.findings_doc import write_findings
+    from mixkd.studies.findings_doc import write_findings
 
     analyses = study.analyse(kinds=args.analyses)
     # the page's own command: --collect writes the same page as the run that trained

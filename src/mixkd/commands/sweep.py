@@ -55,18 +55,14 @@ def split_overrides(tokens: list[str]) -> tuple[list[str], list[str], list[str]]
 def _run(args: argparse.Namespace) -> int:
     import yaml
 
-    from mixkd.analysis.sweep import (
-        check_points,
-        collect,
-        command_line,
-        dry_run_lines,
-        load_spec,
-        status,
-    )
     from mixkd.config import parse_override
     from mixkd.engine.rundir import check_out_dir
     from mixkd.errors import ConfigError, MixkdError
-    from mixkd.launch import launcher
+    from mixkd.sweeps.collect import collect
+    from mixkd.sweeps.launchers import launcher
+    from mixkd.sweeps.points import check_points, dry_run_lines, status
+    from mixkd.sweeps.runner import command_line
+    from mixkd.sweeps.spec import load_spec
 
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
@@ -87,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
                               "running at once with launcher.array_parallelism=N")
         chosen["jobs"] = args.jobs
     if args.status:
-        from mixkd.analysis.sweep import point_states, status_table
+        from mixkd.sweeps.collect import point_states, status_table
 
         print(status_table(point_states(spec, overrides)))
         return 0

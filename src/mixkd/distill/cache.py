@@ -25,14 +25,12 @@ checksum per row (see DiskLogitCache).
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +40,7 @@ from torch import Tensor, nn
 
 from mixkd.config import RunConfig, TeacherConfig
 from mixkd.errors import CacheError, ConfigError
-from mixkd.io import atomic_write
+from mixkd.io import FileLock, atomic_write
 
 if TYPE_CHECKING:
     from mixkd.distill.teacher import FrozenTeacher
@@ -51,9 +49,6 @@ CACHE_VERSION = 3  # 3: logits in the teacher's own dtype (was fp16), preallocat
 # `teacher.cache=auto` keeps a table of at most this size (CIFAR-100: 50k x 162 views x 100 classes
 # x 2 bytes = 1.6 GB in bf16, allocated lazily on the CPU; 3.2 GB in fp32, so no auto cache then).
 AUTO_BUDGET_BYTES = 2 * 2**30
-# `mixkd sweep` names a folder here for the points that share a teacher: their `auto` cache is then a disk
-# cache in it (teacher.cache_dir wins), so each point starts with what the earlier ones computed
-SHARED_CACHE_ENV = "MIXKD_SHARED_TEACHER_CACHE"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _INT_VIEW = {2: torch.int16, 4: torch.int32}
 
@@ -217,16 +212,6 @@ def _check_dtype(logits: Tensor, dtype: torch.dtype) -> None:
         raise ValueError(f"the cache stores {dtype} logits, got {logits.dtype}")
 
 
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _checksum_weights(words: int) -> np.ndarray:
     # fixed, odd (so invertible modulo 2^32: any change of one word changes the sum), different per position
     return (np.arange(1, words + 1, dtype=np.uint32) * np.uint32(0x9E3779B2)) | np.uint32(1)
@@ -278,7 +263,7 @@ class DiskLogitCache:
                               "(j from 1), w_j = (j * 0x9E3779B2 mod 2^32) | 1; a sum of 0 is stored as 1"}
         try:
             self.folder.parent.mkdir(parents=True, exist_ok=True)
-            with _file_lock(self.folder.with_name(self.folder.name + ".lock")):
+            with FileLock(self.folder.with_name(self.folder.name + ".lock")):
                 if not meta.exists():
                     self._create(header)
                 else:
@@ -393,13 +378,13 @@ def build_teacher_cache(cfg: RunConfig, teacher: FrozenTeacher, data) -> MemoryL
 
     `auto` is an in-memory cache when the device loader names each row's view, the table fits
     AUTO_BUDGET_BYTES in the teacher's output dtype and the teacher's logits do not depend on the batch
-    (checked on the first training batch); else no cache. In a sweep's point whose teacher other points
-    share (SHARED_CACHE_ENV set), `auto` is a disk cache instead, falling back to memory when the disk
-    cache cannot be made. `memory` and `disk` warn when the teacher's logits depend on the batch and keep
+    (checked on the first training batch); else no cache. With `teacher.shared_cache_dir` (which `mixkd
+    sweep` sets for its points that share a teacher), `auto` is a disk cache there instead, so each run starts
+    with what the earlier ones computed, falling back to memory when the disk cache cannot be made. `memory` and `disk` warn when the teacher's logits depend on the batch and keep
     the cache.
     """
     mode = cfg.teacher.cache
-    shared = os.environ.get(SHARED_CACHE_ENV) if mode == "auto" else None
+    shared = cfg.teacher.shared_cache_dir if mode == "auto" else None
     if mode == "off":
         return None
     from mixkd.data import DeviceLoader
@@ -445,6 +430,6 @@ def build_teacher_cache(cfg: RunConfig, teacher: FrozenTeacher, data) -> MemoryL
     except (CacheError, OSError) as e:
         if not shared:  # asked for explicitly: the one-line error stands
             raise
-        # the sweep's `auto` must not stop a run: this run keeps its own table instead
-        _warn(f"the sweep's shared teacher cache is unusable ({e}); this run caches in memory")
+        # a shared `auto` cache must not stop a run: this run keeps its own table instead
+        _warn(f"the shared teacher cache (teacher.shared_cache_dir) is unusable ({e}); this run caches in memory")
         return MemoryLogitCache(loader.num_samples, loader.num_views, classes, device, dtype)

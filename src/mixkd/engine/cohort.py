@@ -36,7 +36,7 @@ from mixkd.errors import MixkdError, Stopped
 # sections and keys every student of a cohort must share (all of them: the shared stream depends on each)
 SHARED_SECTIONS = ("data", "mixing")
 SHARED_RUNTIME = ("device", "precision", "channels_last", "threads")
-SHARED_TEACHER = ("arch", "precision", "cache", "cache_dir", "compile")
+SHARED_TEACHER = ("arch", "precision", "cache", "cache_dir", "shared_cache_dir", "compile")
 
 
 @functools.lru_cache(maxsize=64)

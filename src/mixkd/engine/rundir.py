@@ -11,7 +11,6 @@ process can leave it in:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -28,13 +27,11 @@ import yaml
 
 from mixkd.engine.signals import uninterrupted
 from mixkd.errors import CheckpointError, ConfigError, MixkdError, UnreadableCheckpoint
-from mixkd.io import atomic_write
+from mixkd.io import FileLock, LockHeld, atomic_write, lock_owner
 
 CHECKPOINT_FORMAT = "mixkd"
 CHECKPOINT_VERSION = 1  # raised when a checkpoint's contents change in a way older mixkd cannot read
 MARKER = ".mixkd-run"  # marks a folder as a mixkd run; its fcntl lock marks the run's one writer
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 # Files a run writes (their temporary files are `.NAME.*.tmp` until renamed over NAME).
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "teacher.json", "last.pt", "best.pt",
@@ -43,6 +40,9 @@ RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "teacher.json", "la
 # Config keys that cannot change a run's numbers, ignored whenever a saved config is compared with an asked one:
 #   runtime.tensorboard  only whether TensorBoard event files are written;
 #   teacher.cache_dir    where the teacher cache lives, not what it holds;
+#   teacher.shared_cache_dir  where an `auto` cache is shared with other runs: `auto` caches only a teacher whose
+#                        logits do not depend on the batch, so a shared disk cache, one in memory and none give
+#                        the same numbers (and a sweep point run before the key existed is reused);
 #   data.workers         worker-loader batches are seeded per row, so they do not depend on the worker count
 #                        (tests/data/test_loaders.py), and the device loader ignores it;
 #   data.download        whether missing data may be fetched, not which data is used;
@@ -50,7 +50,8 @@ RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "teacher.json", "la
 # Every other key can change the numbers, including runtime.threads, device, precision, channels_last and
 # compile (they change floating-point reduction order or kernels) and teacher.cache (an explicit memory/disk cache
 # matches a run without one only to float rounding when the teacher is not batch independent, docs/speed.md).
-RESULT_NEUTRAL = frozenset({"runtime.tensorboard", "teacher.cache_dir", "data.workers", "data.download", "name"})
+RESULT_NEUTRAL = frozenset({"runtime.tensorboard", "teacher.cache_dir", "teacher.shared_cache_dir", "data.workers",
+                            "data.download", "name"})
 
 # Keys that `--resume RUN KEY=VALUE` may change: the learning rate (the way out of a loss that became NaN) and
 # how the remaining epochs are computed. Everything else is fixed by what the checkpoint holds.
@@ -349,25 +350,14 @@ def check_resumable(info: RunInfo) -> None:
 
 def _lock_holder(marker: Path) -> int | None:
     """The pid of the process holding `marker`'s lock, or None when nobody holds it."""
-    try:
-        fd = os.open(marker, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _read_pid(fd)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
+    owner = lock_owner(marker)
+    return None if owner is None else _read_pid(owner)
 
 
-def _read_pid(fd: int) -> int:
+def _read_pid(owner: str) -> int:
     try:
-        return int(json.loads(os.pread(fd, 4096, 0) or b"{}").get("pid", 0))
-    except ValueError:
+        return int(json.loads(owner or "{}").get("pid", 0))
+    except (ValueError, AttributeError):
         return 0
 
 
@@ -381,7 +371,7 @@ class RunLock:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.marker = self.path / MARKER
-        self._fd: int | None = None
+        self._lock: FileLock | None = None
         self._made: list[Path] = []
 
     def acquire(self) -> None:
@@ -396,21 +386,17 @@ class RunLock:
             self.path.mkdir(parents=True, exist_ok=True)
             self._made = missing
             marker_existed = self.marker.exists()
-            fd = os.open(self.marker, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+            lock = FileLock(self.marker)
+            lock.acquire(wait=False)
+        except LockHeld as e:
+            raise RunInUse(self.path, _read_pid(e.owner)) from None
         except OSError as e:
             raise MixkdError(f"cannot create the run folder {self.path}: {e.strerror}; pick another --out") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pid = _read_pid(fd)
-            os.close(fd)
-            raise RunInUse(self.path, pid) from None
         if not marker_existed:
             self._made.insert(0, self.marker)
-        self._fd = fd
+        self._lock = lock
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps({"format": "mixkd-run", "pid": os.getpid()}) + "\n").encode(), 0)
+            lock.write_owner(json.dumps({"format": "mixkd-run", "pid": os.getpid()}) + "\n")
         except OSError as e:
             self.release(discard=True)
             raise _write_error(self.marker, e, marker_existed) from None
@@ -418,7 +404,7 @@ class RunLock:
 
     def release(self, discard: bool = False) -> None:
         """Release the lock; with `discard`, also remove the marker and folders this lock created."""
-        if self._fd is None:
+        if self._lock is None:
             return
         if discard:
             for p in self._made:
@@ -426,8 +412,8 @@ class RunLock:
                     p.unlink() if p == self.marker else p.rmdir()
                 except OSError:  # a folder someone else wrote into stays
                     break
-        os.close(self._fd)
-        self._fd = None
+        self._lock.release()
+        self._lock = None
 
 
 # --------------------------------------------------------------------------- comparing configs

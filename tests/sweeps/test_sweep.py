@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixkd.analysis.sweep import load_spec, status
 from mixkd.cli import main
 from mixkd.errors import ConfigError
+from mixkd.sweeps.points import status
+from mixkd.sweeps.spec import load_spec
 from tests.conftest import REPO, TINY, requires_fmnist, run_mixkd
 from tests.imagezip import write_image_tree
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mixkd.registry import Registry
 
 if TYPE_CHECKING:
-    from mixkd.analysis.sweep import Point, SweepSpec
+    from mixkd.sweeps.spec import Point, SweepSpec
 
 
 @dataclass(frozen=True)
@@ -66,4 +66,4 @@ def in_flight(out: Path, points: Sequence[Point], skip: Sequence[str] = ()) -> d
 
 
 def _load() -> None:
-    from mixkd.launch import local, slurm  # noqa: F401  (each registers itself)
+    from mixkd.sweeps import local, slurm  # noqa: F401  (each registers itself)

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from mixkd.errors import ConfigError
-from mixkd.launch.slurm import _minutes, parse_settings
+from mixkd.sweeps.slurm import _minutes, parse_settings
 from tests.conftest import TINY, requires_fmnist, run_mixkd
 
 # one CPU per task, so the two tasks of an array run side by side on this 2-core machine

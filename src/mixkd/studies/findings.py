@@ -4,7 +4,7 @@
 of seed s); `Study.analyse` measures the finished runs seed by seed — softmax entropy, V-scores of penultimate
 features, accuracy under FGSM / I-FGSM — and caches each result next to the runs, keyed by the checkpoints it
 read, so rerunning only measures what changed. docs/findings.md is written from these numbers by
-`mixkd.analysis.findings_doc`.
+`mixkd.studies.findings_doc`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
-from mixkd.analysis.sweep import SweepSpec, load_spec, run_sweep, status
 from mixkd.analysis.tables import write_json
 from mixkd.config import RECIPE_DIR, read_yaml_mapping
 from mixkd.errors import ConfigError, MixkdError
 from mixkd.io import cpu_info
+from mixkd.sweeps.points import status
+from mixkd.sweeps.runner import run_sweep
+from mixkd.sweeps.spec import SweepSpec, load_spec
 
 FINDINGS_DIR = RECIPE_DIR / "findings"  # shipped with mixkd, like the other recipes
 SPEC_FILES = ("teachers.yaml", "students.yaml")  # in the order they run: the students read the teachers

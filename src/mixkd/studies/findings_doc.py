@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mixkd.analysis.findings import MIXKD, SCENARIOS, TEACHERS, AnalysisPlan, Study
 from mixkd.analysis.tables import markdown_table, write_csv, write_text
 from mixkd.analysis.verdict import HOLDS, MIN_SEEDS, NOT_MEASURED, Comparison, compare, headline, overall
 from mixkd.engine.rundir import RunDir
+from mixkd.studies.findings import MIXKD, SCENARIOS, TEACHERS, AnalysisPlan, Study
 
 LABELS = {
     "teachers/T": "T", "teachers/Mix-T": "Mix-T",

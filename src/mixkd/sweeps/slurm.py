@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mixkd.errors import ConfigError, MixkdError
-from mixkd.launch import LAUNCHERS, Flight
+from mixkd.sweeps.launchers import LAUNCHERS, Flight
 
 RECORDS = Path("slurm") / "jobs.jsonl"  # in the sweep folder: one line per submitted array
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD", "SUSPENDED", "PREEMPTED"}
@@ -215,20 +215,15 @@ class SlurmLauncher:
     def run(self, spec, points: Sequence, extra: Sequence[str], say: Callable[[str], None],
             cohorts: bool = True) -> int:
         """Submit what is neither finished nor in flight; collect once every point has finished."""
-        from mixkd.analysis.sweep import (
-            check_finished,
-            check_points,
-            collect,
-            sharing_a_teacher,
-            status,
-            sweep_lock,
-        )
+        from mixkd.sweeps.collect import collect
+        from mixkd.sweeps.points import check_finished, check_points, sharing_a_teacher, status
+        from mixkd.sweeps.runner import sweep_lock
 
         check_points(points, spec.out)  # every point's config, its teacher and its folder, before the cluster
         check_finished(points, spec.out)
         test_submission(self.settings)  # the cluster checks the settings before anything is written
         with sweep_lock(spec.out):
-            from mixkd.launch import in_flight
+            from mixkd.sweeps.launchers import in_flight
 
             flight = in_flight(spec.out, points)
             done = [p for p in points if status(spec.out / p.name) == "done"]
@@ -251,7 +246,7 @@ class SlurmLauncher:
     def _submit(self, spec, todo: Sequence, shared: set[str], cohorts: bool) -> tuple[float, str, int]:
         import submitit
 
-        from mixkd.launch.units import units_for
+        from mixkd.sweeps.units import units_for
 
         s = self.settings
         out = spec.out.resolve()
@@ -302,7 +297,7 @@ def status_command(spec) -> str:
 
 def _finish(spec, extra: Sequence[str], say: Callable[[str], None], collect: Callable) -> int:
     """Every point has finished: results.csv, the figures, then the spec's after-grid commands (here)."""
-    from mixkd.analysis.sweep import command_line
+    from mixkd.sweeps.runner import command_line
 
     collect(spec, extra)
     say(f"every point of {spec.out} has finished; wrote {spec.out}/results.csv"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mixkd.errors import ConfigError
-from mixkd.launch import LAUNCHERS, Flight
+from mixkd.sweeps.launchers import LAUNCHERS, Flight
 
 
 @LAUNCHERS.register("local")
@@ -29,7 +29,7 @@ class LocalLauncher:
     def run(self, spec, points: Sequence, extra: Sequence[str], say: Callable[[str], None],
             cohorts: bool = True) -> int:
         """Run what is left and collect; exit code 1 when a point failed."""
-        from mixkd.analysis.sweep import run_sweep
+        from mixkd.sweeps.runner import run_sweep
 
         _, failed = run_sweep(spec, extra, self.jobs, say, cohorts)
         say(f"wrote {spec.out}/results.csv" + "".join(f", {f['file']}" for f in spec.figures))

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mixkd.analysis.findings import FINDINGS_DIR, STUDENTS, TEACHERS, Study
-from mixkd.analysis.findings_doc import ImagePaths, Numbers, claim2, write_findings
 from mixkd.analysis.presets import preset_for
 from mixkd.config import save_config
 from mixkd.errors import ConfigError
+from mixkd.studies.findings import FINDINGS_DIR, STUDENTS, TEACHERS, Study
+from mixkd.studies.findings_doc import ImagePaths, Numbers, claim2, write_findings
 from tests.conftest import REPO, SHARED, requires_fmnist, run_mixkd
 
 CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

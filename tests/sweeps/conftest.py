@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tests.launch.slurm_cluster import SlurmCluster, missing_reason
+from tests.sweeps.slurm_cluster import SlurmCluster, missing_reason
 
 
 @pytest.fixture(scope="session")
