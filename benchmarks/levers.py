@@ -29,8 +29,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from mixkd.bench.step import PAIRS, gflop_per_image, machine_name, matmul_peak, time_steps
 from mixkd.distill import FrozenTeacher
-from mixkd.engine.bench import PAIRS, gflop_per_image, machine_name, matmul_peak, time_steps
 from mixkd.models import build_model
 from mixkd.runtime import autocast, tune_malloc
 

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(out: Path, methods: list[str]) -> str:
     """The Markdown table of the finished runs under `out`, naming the machine and the failed runs."""
-    from mixkd.engine.bench import machine_name
+    from mixkd.bench.step import machine_name
 
     teacher = json.loads((out / "teacher" / "summary.json").read_text())
     lines = [f"Machine: {machine_name()}. Teacher {teacher['model']}: best top-1 {teacher['best_top1']:.2f}% "

@@ -56,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_cohort_bench(args: argparse.Namespace, pairs: list[str]) -> int:
-    from mixkd.engine.bench_cohort import CASES, cohort_markdown, run_cohort_benchmark
+    from mixkd.bench.cohort import CASES, cohort_markdown, run_cohort_benchmark
     from mixkd.errors import ConfigError
 
     cases = [c.strip() for c in args.case.split(",") if c.strip()]
@@ -74,7 +74,7 @@ def _run_cohort_bench(args: argparse.Namespace, pairs: list[str]) -> int:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run the benchmark and print its table."""
-    from mixkd.engine.bench import PAIRS, markdown, run_benchmark, whole_runs
+    from mixkd.bench.step import PAIRS, markdown, run_benchmark, whole_runs
     from mixkd.errors import ConfigError
 
     pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
@@ -84,7 +84,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.what == "cohort":
         return _run_cohort_bench(args, pairs)
     if args.mixings:
-        from mixkd.engine.bench import mixings_markdown, run_mixing_benchmark
+        from mixkd.bench.step import mixings_markdown, run_mixing_benchmark
         from mixkd.mixing import MIXERS
 
         mixings = [m.strip() for m in args.mixings.split(",") if m.strip()]
@@ -97,8 +97,8 @@ def run_bench(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2) if args.json else mixings_markdown(rows, steps=args.steps))
         return 0
     if args.methods:
+        from mixkd.bench.step import methods_markdown, run_method_benchmark
         from mixkd.distill import method_class
-        from mixkd.engine.bench import methods_markdown, run_method_benchmark
 
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         for m in methods:

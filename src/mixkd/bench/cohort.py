@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from mixkd.engine.bench import PAIRS, gflop_per_image, machine_name, peak_mb
+from mixkd.bench.step import PAIRS, gflop_per_image, machine_name, peak_mb
 
 FEATURE_METHODS = ("fitnet", "at", "sp", "cc", "vid", "rkd", "pkt", "ab", "ft", "nst", "crd", "ickd")
 MIXINGS = {
@@ -100,7 +100,7 @@ def run_cohort_benchmark(case: str, pair: str, data_root: str, steps: int, preci
     out = {}
     for way in ("alone", "together"):
         log(f"{case}: {way} ...")
-        cmd = [sys.executable, "-m", "mixkd.engine.bench_cohort", json.dumps({
+        cmd = [sys.executable, "-m", "mixkd.bench.cohort", json.dumps({
             "case": case, "pair": pair, "data_root": data_root, "workdir": str(workdir), "steps": steps,
             "together": way == "together", "precision": precision})]
         proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -374,7 +374,7 @@ METHOD_ROWS = 50_000
 
 
 def _run_spec(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "mixkd.engine.bench", json.dumps(spec)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "mixkd.bench.step", json.dumps(spec)], capture_output=True,
                           text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark {spec['pair']}/{spec['variant']} failed:\n{proc.stderr[-2000:]}")

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from mixkd.engine.bench import (
+from mixkd.bench.step import (
     epoch_hit_rates,
     gflop_per_image,
     matmul_peak,
