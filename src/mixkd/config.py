@@ -89,8 +89,16 @@ class MixingConfig:
     candidates: int = field(default=2, metadata=_range(1, 64))
 
 
-# the mixing keys beyond name/alpha/fraction/sampling that each mixing reads (config.yaml keeps only these)
-MIXING_OWN_KEYS = {"mixup-cutmix": ("switch_prob", "cutmix_alpha"), "cutmix-pick": ("candidates",)}
+# the keys every mixing's config.yaml keeps; of the others, only those its mixer `reads` (mixkd.mixing)
+MIXING_SHARED_KEYS = ("name", "alpha", "fraction", "sampling")
+
+
+def mixing_unread_keys(name: str) -> set[str]:
+    """The mixing keys beyond MIXING_SHARED_KEYS that the mixing `name` does not read (none for unknown names)."""
+    from mixkd.mixing import MIXERS  # the mixers declare what they read; config sits below them
+
+    own = {f.name for f in dataclasses.fields(MixingConfig)} - set(MIXING_SHARED_KEYS)
+    return own - set(MIXERS.get(name).reads) if name in MIXERS else set()
 
 
 # The per-method sections of `distill` (distill.dkd, distill.crd, ..., and the plug-in distill.ctkd) are not
@@ -472,10 +480,10 @@ def _compact_mixing(raw: dict) -> dict:
     mixing = raw.get("mixing")
     if not isinstance(mixing, dict):
         return raw
-    own = {k for keys in MIXING_OWN_KEYS.values() for k in keys}
-    used = set(MIXING_OWN_KEYS.get(mixing.get("name", MixingConfig.name), ()))
     defaults = dataclasses.asdict(MixingConfig())
-    drop = {k for k in own - used if k in mixing and mixing[k] == defaults[k]}
+    name = mixing.get("name", MixingConfig.name)
+    unread = mixing_unread_keys(name) if isinstance(name, str) else set()
+    drop = {k for k in unread if k in mixing and mixing[k] == defaults[k]}
     return {**raw, "mixing": {k: v for k, v in mixing.items() if k not in drop}}
 
 

@@ -38,6 +38,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                               "mixing.name=cutmix mixing.fraction=0.5 --out runs/student-cutmix")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_mixings)
+    p = sub.add_parser("reference", help="print the configuration and methods reference tables (from the code)",
+                       description="The reference tables of docs/configuration.md and docs/methods.md, generated from "
+                                   "the config types and the method registry. In a checkout, --write rewrites the "
+                                   "pages' generated blocks and --check fails when a page is behind the code.",
+                       formatter_class=HelpFormatter,
+                       epilog="examples:\n  mixkd reference\n  mixkd reference --check\n  mixkd reference --write")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--write", action="store_true", help="rewrite the generated blocks of docs/*.md (run in a checkout)")
+    group.add_argument("--check", action="store_true", help="exit 1 naming each page block that is behind the code")
+    p.set_defaults(func=_reference)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -68,18 +78,15 @@ def _datasets(args: argparse.Namespace) -> int:
 def _methods(args: argparse.Namespace) -> int:
     import json
 
-    from mixkd.distill import DISTILLERS
+    from mixkd.reference import flat, method_rows
 
-    rows = []
-    for name in DISTILLERS.names():
-        cls = DISTILLERS.get(name)
-        rows.append({"method": name, "paper": cls.paper, "defaults": cls.default_settings(), "needs": cls.needs()})
+    rows = method_rows()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for r in rows:
         print(f"{r['method']}: {r['paper']}")
-        print(f"  defaults: {_flat(r['defaults'])}")
+        print(f"  defaults: {flat(r['defaults'])}")
         print(f"  needs:    {', '.join(r['needs']) or 'nothing (no teacher)'}")
     from mixkd.mixing import MIXERS
 
@@ -93,6 +100,7 @@ def _mixings(args: argparse.Namespace) -> int:
 
     from mixkd.config import MixingConfig
     from mixkd.mixing import MIXERS
+    from mixkd.reference import flat
 
     defaults = dataclasses.asdict(MixingConfig())
     rows = [{"mixing": name, "paper": cls.paper, "reads": {k: defaults[k] for k in cls.reads},
@@ -103,16 +111,31 @@ def _mixings(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         print(f"{r['mixing']}: {r['paper']}")
-        print(f"  reads:    {_flat(r['reads']) or 'nothing'}")
+        print(f"  reads:    {flat(r['reads']) or 'nothing'}")
         print(f"  needs:    {', '.join(r['needs']) or 'nothing (no teacher)'}")
     return 0
 
 
-def _flat(d: dict, prefix: str = "") -> str:
-    parts = []
-    for k, v in d.items():
-        if isinstance(v, dict):
-            parts.append(_flat(v, f"{prefix}{k}."))
-        else:
-            parts.append(f"{prefix}{k}={v:g}" if isinstance(v, float) else f"{prefix}{k}={v}")
-    return ", ".join(parts)
+def _reference(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mixkd import reference
+
+    if not (args.write or args.check):
+        for name, make in reference.GENERATORS.items():
+            print(f"## {name}\n\n{make()}\n")
+        return 0
+    repo = Path.cwd()
+    missing = sorted({page for page in reference.BLOCKS.values() if not (repo / page).is_file()})
+    if missing:
+        print(f"mixkd: {', '.join(missing)} not found here; run `mixkd reference --{'write' if args.write else 'check'}` "
+              "in the root of a mixkd checkout")
+        return 2
+    if args.write:
+        changed = reference.write_blocks(repo)
+        print(f"rewrote {', '.join(changed)}" if changed else "the pages are up to date")
+        return 0
+    stale = reference.stale_blocks(repo)
+    for block in stale:
+        print(f"behind the code: {block}; run `mixkd reference --write`")
+    return 1 if stale else 0

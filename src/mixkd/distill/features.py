@@ -143,6 +143,19 @@ class FeatureDistiller(Distiller):
         })
 
     @classmethod
+    def needs(cls) -> list[str]:
+        """Which features of both models the term compares (its `reads` at its `stages`), and its extras."""
+        what = {"maps": "stage map", "preact_maps": "pre-activation map", "penultimate": "penultimate features"}[cls.reads]
+        if cls.reads != "penultimate":
+            what = {"all": f"{what}s", "last": f"the last {what}", "hint": "the hint stage map"}[cls.term_cls.stages]
+        out = [f"{what} (teacher and student)"]
+        if "teacher_bn" in cls.term_cls.requires:
+            out.append("the teacher's BatchNorms before them")
+        if cls.has_init_stage:
+            out.append("an init stage (distill.init_epochs)")
+        return out
+
+    @classmethod
     def min_batch(cls) -> int:
         """The term's: batch-relational terms compare the samples of a batch with each other."""
         return cls.term_cls.min_batch

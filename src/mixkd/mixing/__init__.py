@@ -3,8 +3,7 @@ confident-first mixup. Each maps (x, y, num_classes) to a `MixResult` (mixkd.mix
 
 import dataclasses
 
-from mixkd.config import MIXING_OWN_KEYS, MixingConfig
-from mixkd.mixing import confident, cutmix, mixup, none, pick, switch  # noqa: F401  (each registers itself)
+from mixkd.config import MixingConfig, mixing_unread_keys
 from mixkd.mixing.base import (
     LAMBDA_EPS,
     MIXERS,
@@ -16,12 +15,15 @@ from mixkd.mixing.base import (
     official_unmixed_draws,
     typed,
 )
+from mixkd.registry import import_all
+
+import_all(__name__, __path__)  # each mixing's module registers it: a new mixing is one new file
 
 
 def mixing_settings(cfg: MixingConfig) -> dict:
     """Every parameter the mixing of `cfg` reads, as summary.json records it (the mixing's own keys included)."""
-    own = {k for keys in MIXING_OWN_KEYS.values() for k in keys} - set(MIXING_OWN_KEYS.get(cfg.name, ()))
-    out = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in own}
+    unread = mixing_unread_keys(cfg.name)
+    out = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in unread}
     if cfg.name == "mixup-cutmix" and out["cutmix_alpha"] is None:
         out["cutmix_alpha"] = cfg.alpha
     return out
