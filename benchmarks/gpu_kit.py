@@ -134,7 +134,7 @@ def dry_run(py: str, kit: Path, res: Path) -> int:
     zip_path = kit / KIT_ZIP
     check(zip_path.is_file(), f"kit data {zip_path}", "run `benchmarks/gpu.sh prepare` (needs the CIFAR-10 zip)")
     if zip_path.is_file():
-        from mixkd.data.imagefolder import scan
+        from mixkd.data.sets.imagefolder import scan
 
         _, classes, splits = scan(zip_path)
         n_train, n_test = (len(v[0]) for v in splits.values())

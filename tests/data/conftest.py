@@ -11,7 +11,7 @@ from PIL import Image
 
 from mixkd.config import DataConfig
 from mixkd.data import build_data
-from mixkd.data.datasets import FASHION_SYSTEM_DIR, _find_idx
+from mixkd.data.sets.fashion_mnist import FASHION_SYSTEM_DIR, _find_idx
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 

@@ -1,5 +1,6 @@
 """Datasets, subsets and the two loader kinds (device-resident and DataLoader workers)."""
 
+from . import sets  # noqa: F401  (each dataset's module registers it: DATASETS is full once mixkd.data is imported)
 from .build import DataBundle, build_data, choose_subset
 from .datasets import DATASETS, Source, Split
 from .device_loader import DeviceLoader, crop_flip, view_id

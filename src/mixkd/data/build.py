@@ -10,7 +10,6 @@ from torch import Tensor
 from mixkd.config import DataConfig
 from mixkd.errors import ConfigError
 
-from . import imagefolder  # noqa: F401  (registers "imagefolder")
 from .datasets import DATASETS, Split
 from .device_loader import DeviceLoader
 from .seeding import TEST, TEST_SUBSET, TRAIN, TRAIN_EVAL, TRAIN_SUBSET, generator

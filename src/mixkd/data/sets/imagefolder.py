@@ -18,11 +18,10 @@ from torch import Tensor
 from tqdm import tqdm
 
 from mixkd.config import DataConfig
+from mixkd.data.datasets import DATASETS, Source, Split, cache_dir, resolve_root
+from mixkd.data.spec import DatasetSpec
 from mixkd.errors import DataError
 from mixkd.io import atomic_write
-
-from .datasets import DATASETS, Source, Split, cache_dir, resolve_root
-from .spec import DatasetSpec
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".gif", ".tif", ".tiff", ".webp")
 # Images up to this size are decoded once into memory and served by the device loader.
