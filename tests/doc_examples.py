@@ -6,7 +6,7 @@ Each example belongs to a group (its document; all of configs/paper/figures/ is 
 another); a group's examples run in one scratch copy of the repository, in document order, so that an example
 that reads runs/X finds what an earlier example of its group wrote there.
 
-How an example runs (the rules the README's Development section summarises):
+How an example runs (the rules docs/development.md summarises):
 - as written when it is cheap (listings, --help, --dry-run, analyses, reports);
 - when it trains (train, distill, quickstart, cohort, a sweep), with TINY appended: a few dozen Fashion-MNIST images,
   one epoch, fp32 on the CPU. Its data becomes Fashion-MNIST unless it names a data.root that exists here
@@ -49,7 +49,7 @@ BENCH_TINY = {"--rounds": "1", "--steps": "2", "--batches": "2"}
 
 # Documented text -> what runs instead, and why.
 SUBSTITUTIONS = {
-    "mixkd train RUN/config.yaml": ("mixkd train runs/t/config.yaml", "RUN: the run the README trained before"),
+    "mixkd train RUN/config.yaml": ("mixkd train runs/t/config.yaml", "RUN: the run docs/run-folders.md trained before"),
     "mixkd train configs/paper/cifar100/teachers/ARCH.yaml --out runs/paper/cifar100/teachers/ARCH":
         ("mixkd train configs/paper/cifar100/teachers/resnet56.yaml --out runs/paper/cifar100/teachers/resnet56",
          "ARCH: one of the teachers"),
