@@ -56,6 +56,8 @@ SUBSTITUTIONS = {
     "mixkd train configs/paper/cifar100/teachers/ARCH.yaml --mixup --out runs/paper/cifar100/teachers-mixup/ARCH":
         ("mixkd train configs/paper/cifar100/teachers/resnet56.yaml --mixup "
          "--out runs/paper/cifar100/teachers-mixup/resnet56", "ARCH: one of the teachers"),
+    "mixkd reference --write": ("mixkd reference --check", "--write rewrites the checkout's pages (the scratch "
+                                "copy links docs/); --check reads the same blocks and fails if they are behind"),
     "python benchmarks/precision_check.py --teacher T.pt":
         ("python benchmarks/precision_check.py --teacher T.pt", "T.pt: a teacher; its options are checked"),
 }

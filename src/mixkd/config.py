@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, ClassVar, Literal, Union
 
 import yaml
 
@@ -37,6 +37,20 @@ SEED_MAX = 2**64 - 1
 class DataConfig:
     """Which dataset, how much of it, and how it is batched."""
 
+    docs: ClassVar[dict[str, str]] = {  # what each key means, for the generated reference
+        "name": "the dataset (`mixkd datasets`)",
+        "root": "where its files are (default: MIXKD_DATA/<name> or ~/.cache/mixkd/data/<name>)",
+        "download": "fetch a missing dataset (torchvision's download)",
+        "train_subset": "use this many training images (null: all)",
+        "test_subset": "use this many test images (null: all)",
+        "subset_per_class": "draw the subsets with equal counts per class",
+        "batch_size": "the global batch (split across torchrun processes)",
+        "eval_batch_size": "the batch of evaluation passes",
+        "loader": "device: the set on the device, augmented there; workers: a DataLoader; auto: device if in memory",
+        "workers": "DataLoader worker processes (loader=workers)",
+        "augment": "random crop and flip of training images",
+    }
+
     name: str = "fashion-mnist"
     root: str | None = None
     download: bool = True
@@ -54,12 +68,26 @@ class DataConfig:
 class ModelConfig:
     """The model being trained (the student when distilling)."""
 
+    docs: ClassVar[dict[str, str]] = {  # what each key means, for the generated reference
+        "arch": "the model trained (`mixkd models`)",
+    }
+
     arch: str = "resnet20"
 
 
 @dataclass
 class TeacherConfig:
     """The frozen teacher of a distillation run."""
+
+    docs: ClassVar[dict[str, str]] = {  # what each key means, for the generated reference
+        "checkpoint": "the teacher's checkpoint (a mixkd run's best.pt or a community .pth)",
+        "arch": "its architecture, for community checkpoints that do not record one",
+        "precision": "the teacher's forward precision; auto = the student's",
+        "cache": "keep the teacher's logits: auto = in memory when they fit 2 GiB and do not change training",
+        "cache_dir": "the folder of a disk cache (cache=disk)",
+        "shared_cache_dir": "with cache=auto, a folder where runs of one teacher share a disk cache (`mixkd sweep` sets it)",
+        "compile": "torch.compile with inductor freezing; auto = on for CPU runs of ≥ 1,000,000 training images",
+    }
 
     checkpoint: str | None = None
     arch: str | None = None
@@ -77,6 +105,16 @@ class TeacherConfig:
 class MixingConfig:
     """Batch mixing over a `fraction` of each batch's rows (1.0 = every row): `none`, `mixup`, `cutmix`,
     `mixup-cutmix`, `cutmix-pick` or `confident-mixup` (docs/methods.md, "Mixings")."""
+
+    docs: ClassVar[dict[str, str]] = {  # what each key means, for the generated reference
+        "name": "the batch mixing (`mixkd mixings`)",
+        "alpha": "λ ~ Beta(α, α)",
+        "fraction": "the exact share of each batch's rows that is mixed (1 = every row)",
+        "sampling": "exact: that share in every batch; official: the paper's code's per-batch draw (mixup only)",
+        "switch_prob": "mixup-cutmix: the share of mixed rows that use CutMix",
+        "cutmix_alpha": "mixup-cutmix: CutMix's α (null: alpha)",
+        "candidates": "cutmix-pick: CutMix draws per mixed row, the teacher's most uncertain kept",
+    }
 
     name: str = "none"
     alpha: float = field(default=1.0, metadata=_range(0.0, open_lo=True))
@@ -111,6 +149,17 @@ def mixing_unread_keys(name: str) -> set[str]:
 class DistillConfig:
     """The loss: total = ce_weight · CE + kd_weight · KD + <method>.weight · the method's own term."""
 
+    docs: ClassVar[dict[str, str]] = {  # what each key means, for the generated reference
+        "method": "the KD method (`mixkd methods`)",
+        "ce_weight": "γ, the cross-entropy weight; null = the method's default",
+        "kd_weight": "α, the KD term's weight; null = the method's default",
+        "temperature": "T of KD (logit_norm=none)",
+        "logit_norm": "none, std (the paper's f/σ(f)) or zscore; null = the method's default",
+        "base_temperature": "τ of logit_norm=zscore",
+        "init_epochs": "epochs of the init stage (AB, FT, FSP)",
+        "init_lr": "the init stage's learning rate; null = the method's",
+    }
+
     method: str = "ce"
     ce_weight: float | None = field(default=None, metadata=_range(0.0))  # γ; null = the method's default
     kd_weight: float | None = field(default=None, metadata=_range(0.0))  # α; null = the method's default
@@ -141,6 +190,18 @@ class DistillConfig:
 class OptimConfig:
     """SGD and its learning-rate schedule."""
 
+    docs: ClassVar[dict[str, str]] = {  # what each key means, for the generated reference
+        "epochs": "training epochs",
+        "lr": "SGD's learning rate",
+        "momentum": "SGD momentum",
+        "nesterov": "Nesterov momentum",
+        "weight_decay": "L2 weight decay",
+        "schedule": "step: decay at milestones; cosine: to 0 over the epochs",
+        "milestones": "the epochs after which the lr decays (schedule=step)",
+        "lr_decay": "the factor of each decay",
+        "warmup_epochs": "linear warm-up epochs",
+    }
+
     epochs: int = field(default=240, metadata=_range(1))
     lr: float = field(default=0.05, metadata=_range(0.0, open_lo=True))
     momentum: float = field(default=0.9, metadata=_range(0.0, 1.0))
@@ -156,6 +217,16 @@ class OptimConfig:
 class RuntimeConfig:
     """Where and how fast: device, precision, memory layout, compilation."""
 
+    docs: ClassVar[dict[str, str]] = {  # what each key means, for the generated reference
+        "device": "auto, cpu, cuda or cuda:N",
+        "precision": "autocast precision; auto = chosen by measurement per device (docs/speed.md)",
+        "channels_last": "channels-last memory layout; auto = where it is faster",
+        "compile": "torch.compile of the student's training forward; auto = on for long single-process CPU runs",
+        "threads": "CPU threads (null: PyTorch's default)",
+        "sync_bn": "synchronised BatchNorm across torchrun processes",
+        "tensorboard": "write TensorBoard logs (when installed)",
+    }
+
     device: str = "auto"
     precision: Precision = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
@@ -169,6 +240,11 @@ class RuntimeConfig:
 @dataclass
 class RunConfig:
     """A whole experiment; saved as config.yaml in every run directory and re-runnable as is."""
+
+    docs: ClassVar[dict[str, str]] = {  # what each key means, for the generated reference
+        "seed": "the run's seed (data order, mixing draws, initialisation); an unsigned 64-bit integer",
+        "name": "a label for reports; the run folder is --out",
+    }
 
     seed: int = field(default=0, metadata=_range(0, SEED_MAX, why="seeds are unsigned 64-bit integers"))
     name: str | None = None

@@ -56,20 +56,21 @@ def _rows(cls: type, prefix: str) -> list[str]:
         if dataclasses.is_dataclass(tp) or f.name == "sections":
             continue
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-        out.append(f"| `{prefix}{f.name}` | {_kind(tp)} | {_value(default)} | {_bounds(f.metadata)} |")
+        doc = getattr(cls, "docs", {}).get(f.name, "")
+        out.append(f"| `{prefix}{f.name}` | {_kind(tp)} | {_value(default)} | {_bounds(f.metadata)} | {doc} |")
     return out
 
 
 def configuration_table() -> str:
     """Every key of a run's config with its type, default and allowed range (method sections: see below)."""
-    lines = ["| key | type | default | allowed |", "|---|---|---|---|", *_rows(RunConfig, "")]
+    lines = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|", *_rows(RunConfig, "")]
     hints = typing.get_type_hints(RunConfig)
     for f in dataclasses.fields(RunConfig):
         if dataclasses.is_dataclass(hints[f.name]):
             lines += _rows(hints[f.name], f"{f.name}.")
     names = ", ".join(f"`{n}`" for n in section_types())
-    lines.append(f"| `distill.<method>.*` | one section per method with parameters: {names} | "
-                 "null = the published default | see below |")
+    lines.append(f"| `distill.<method>.*` | a section per method with parameters: {names} | null | see below | "
+                 "null = the method's published default |")
     return "\n".join(lines)
 
 
