@@ -259,7 +259,8 @@ def write_summary(res: Path, steps: list[Step], about: str, seconds: float) -> P
         table = "\n".join(ln for ln in lines if ln.startswith("|"))[:6000]
         table = "\n".join(table.splitlines()[:7])
     text = (f"# mixkd GPU kit, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n\nMachine: {about}. "
-            f"Total {seconds:.0f} s (budget {BUDGET_S} s).\n\n| step | exit | seconds | limit (s) |\n|---|---|---|---|\n"
+            f"Total {seconds:.0f} s (budget {BUDGET_S} s).\n\n"
+            "| step | exit | seconds | limit (s) |\n|---|---|---|---|\n"
             f"{rows}\n\n## CUDA tests\n\n```\n{_tail(res / 'tests.log')}\n```\n\n## Speed (step benchmark)\n\n"
             f"{_tail(res / 'bench.md', 12)}\n\n## Cohort against its students alone\n\n"
             f"{_tail(res / 'bench-cohort.md', 6)}\n\n## Findings slice\n\n{table or '(no page)'}\n")

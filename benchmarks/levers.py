@@ -44,7 +44,8 @@ def _rate(fn, reps: int) -> float:
 
 def _teacher_variants(arch: str, precision: str, x: torch.Tensor) -> tuple[dict, dict]:
     variants, compile_s = {}, {}
-    for name, options in (("eager", None), ("compiled", {"freezing": False}), ("compiled+freezing", {"freezing": True})):
+    modes = (("eager", None), ("compiled", {"freezing": False}), ("compiled+freezing", {"freezing": True}))
+    for name, options in modes:
         torch.manual_seed(0)
         t = FrozenTeacher(build_model(arch, 10), precision, channels_last=True, fold_bn=True)
         if options is not None:
@@ -99,7 +100,8 @@ def measure(pair: str, precision: str, rounds: int) -> dict:
     compile_s["student compiled"] = time.perf_counter() - start
     student = _paired({"eager": eager_step, "compiled": compiled_step}, rounds, reps=6)
     eager_t = teachers["eager"]
-    threads = _paired({"teacher, 1 thread": lambda: eager_t.compute(x), "teacher, 2 threads": lambda: eager_t.compute(x),
+    threads = _paired({"teacher, 1 thread": lambda: eager_t.compute(x),
+                       "teacher, 2 threads": lambda: eager_t.compute(x),
                        "student step, 1 thread": eager_step, "student step, 2 threads": eager_step},
                       rounds, reps=4, threads={"teacher, 1 thread": 1, "student step, 1 thread": 1})
     evaluation = _eval_seconds(student_arch, precision)

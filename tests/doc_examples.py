@@ -49,7 +49,8 @@ BENCH_TINY = {"--rounds": "1", "--steps": "2", "--batches": "2"}
 
 # Documented text -> what runs instead, and why.
 SUBSTITUTIONS = {
-    "mixkd train RUN/config.yaml": ("mixkd train runs/t/config.yaml", "RUN: the run docs/run-folders.md trained before"),
+    "mixkd train RUN/config.yaml": ("mixkd train runs/t/config.yaml",
+                                    "RUN: the run docs/run-folders.md trained before"),
     "mixkd train configs/paper/cifar100/teachers/ARCH.yaml --out runs/paper/cifar100/teachers/ARCH":
         ("mixkd train configs/paper/cifar100/teachers/resnet56.yaml --out runs/paper/cifar100/teachers/resnet56",
          "ARCH: one of the teachers"),

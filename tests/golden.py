@@ -1,9 +1,9 @@
 """The reference facts the tests pin mixkd to (produced by the paper's official code; see fixtures/README.md).
 
 They live in the repository (tests/data/fixtures/), so the tests that read them always run. The five reference
-checkpoints larger than 2 MiB stay in the project's shared folder beside the checkout (../shared/fixtures/checkpoints); their key
-names and shapes are in zoo_state_dict_keys.json here, and a test that needs their weights says which file
-is missing when it is not there.
+checkpoints larger than 2 MiB stay in the project's shared folder beside the checkout
+(../shared/fixtures/checkpoints); their key names and shapes are in zoo_state_dict_keys.json here, and a
+test that needs their weights says which file is missing when it is not there.
 """
 
 from __future__ import annotations
@@ -35,5 +35,7 @@ def reference_checkpoint(arch: str) -> Path:
         path = root / "checkpoints" / f"{arch}.pth"
         if path.is_file():
             return path
-    pytest.skip(f"reference checkpoint {arch}.pth (> 2 MiB) is kept in {SHARED_FIXTURES / 'checkpoints'}, "
-                "which is not present on this machine; its keys and shapes are still checked")
+    pytest.skip(
+        f"reference checkpoint {arch}.pth (> 2 MiB) is kept in {SHARED_FIXTURES / 'checkpoints'}, "
+        "which is not present on this machine; its keys and shapes are still checked"
+    )

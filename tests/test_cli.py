@@ -254,7 +254,8 @@ def test_ctrl_c_stops_a_run_and_names_its_folder(tmp_path):
     args = [a for a in TINY if not a.startswith(("optim.", "data.train_subset", "data.test_subset"))]
     proc = subprocess.Popen([sys.executable, "-m", "mixkd", "distill", "configs/quickstart/student.yaml", *args,
                              "data.train_subset=64", "data.test_subset=64", "optim.epochs=40",
-                             "optim.milestones=[30]", f"teacher.checkpoint={_teacher(tmp_path)}", "teacher.arch=resnet8",
+                             "optim.milestones=[30]", f"teacher.checkpoint={_teacher(tmp_path)}",
+                             "teacher.arch=resnet8",
                              "--out", str(out), "--quiet"],
                             cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
@@ -286,7 +287,8 @@ def test_methods_lists_every_method_with_paper_defaults_and_needs(capsys):
     assert all(r["paper"] for r in rows.values())
     assert rows["kd"]["defaults"] == {"ce_weight": 0.1, "kd_weight": 0.9, "logit_norm": "none", "temperature": 4.0}
     assert rows["mixkd"]["defaults"]["logit_norm"] == "std"
-    assert rows["dkd"]["defaults"]["dkd"] == {"weight": 1.0, "tckd_weight": 1.0, "nckd_weight": 8.0, "warmup_epochs": 20}
+    published = {"weight": 1.0, "tckd_weight": 1.0, "nckd_weight": 8.0, "warmup_epochs": 20}
+    assert rows["dkd"]["defaults"]["dkd"] == published
     assert rows["crd"]["defaults"]["crd"]["nce_k"] == 16384 and "dataset indices" in rows["crd"]["needs"]
     assert rows["ce"]["needs"] == []
     assert main(["methods"]) == 0

@@ -55,7 +55,8 @@ class Result:
     cwd: Path
 
     def describe(self) -> str:
-        return f"mixkd {shlex.join(self.argv)} -> exit {self.rc}\nstdout:\n{self.out[-2000:]}\nstderr:\n{self.err[-3000:]}"
+        return (f"mixkd {shlex.join(self.argv)} -> exit {self.rc}\n"
+                f"stdout:\n{self.out[-2000:]}\nstderr:\n{self.err[-3000:]}")
 
 
 def run_in_process(argv: list[str], cwd: Path) -> Result:
@@ -483,7 +484,8 @@ CONFIG_PAGE = "docs/configuration.md"  # the configuration table (it was the REA
 
 def test_configuration_table_lists_every_key():
     text = (REPO / CONFIG_PAGE).read_text()
-    assert text.count("<!-- begin: configuration table -->") == 1 and text.count("<!-- end: configuration table -->") == 1
+    assert text.count("<!-- begin: configuration table -->") == 1
+    assert text.count("<!-- end: configuration table -->") == 1
     block = text.split("<!-- begin: configuration table -->", 1)[1].split("<!-- end: configuration table -->", 1)[0]
     fields = _config_fields()
     listed: dict[str, set[str]] = {}
@@ -496,7 +498,8 @@ def test_configuration_table_lists_every_key():
     for name, keys in fields.items():
         assert listed.get(name) == keys, f"{CONFIG_PAGE} configuration table, section {name or 'top level'}: " \
                                          f"lists {sorted(listed.get(name, ()))}, the config has {sorted(keys)}"
-    assert set(listed) == set(fields), f"{CONFIG_PAGE} configuration table: no such sections {set(listed) - set(fields)}"
+    extra = set(listed) - set(fields)
+    assert set(listed) == set(fields), f"{CONFIG_PAGE} configuration table: no such sections {extra}"
 
 
 # --------------------------------------------------------------------------- figures name their machine

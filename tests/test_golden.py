@@ -16,9 +16,15 @@ def test_every_reference_file_is_in_the_repository():
     assert {"checkpoints/resnet8.pth", "checkpoints/resnet20.pth"} <= names
 
 
-@pytest.mark.skipif(not SHARED_FIXTURES.is_dir(), reason=f"no shared fixtures beside this checkout ({SHARED_FIXTURES}): nothing to compare the copies with")
+@pytest.mark.skipif(
+    not SHARED_FIXTURES.is_dir(),
+    reason=f"no shared fixtures beside this checkout ({SHARED_FIXTURES}): nothing to compare the copies with",
+)
 def test_repository_copies_equal_the_shared_fixtures():
     copies = [p for p in GOLDEN.rglob("*") if p.is_file() and p.name != "README.md"]
-    differing = [str(p.relative_to(GOLDEN)) for p in copies
-                 if not filecmp.cmp(p, SHARED_FIXTURES / p.relative_to(GOLDEN), shallow=False)]
+    differing = [
+        str(p.relative_to(GOLDEN))
+        for p in copies
+        if not filecmp.cmp(p, SHARED_FIXTURES / p.relative_to(GOLDEN), shallow=False)
+    ]
     assert copies and not differing

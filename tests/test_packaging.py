@@ -92,7 +92,8 @@ def test_installed_mixkd_runs_the_quickstart_outside_a_checkout(venv, tmp_path) 
     probe = _run(python, "-c", "import mixkd.config as c\n"
                  "from mixkd.cli import main\n"
                  "names = [p.relative_to(c.RECIPE_DIR.parent).as_posix() for p in c.RECIPE_DIR.rglob('*.yaml')]\n"
-                 "recipes = [n for n in names if not (c.is_sweep_spec(c.read_yaml(n)) or c.is_cohort_plan(c.read_yaml(n)))]\n"
+                 "special = lambda n: c.is_sweep_spec(c.read_yaml(n)) or c.is_cohort_plan(c.read_yaml(n))\n"
+                 "recipes = [n for n in names if not special(n)]\n"
                  "[c.load_config(n) for n in recipes]\n"
                  "assert main(['sweep', 'configs/paper/figures/fig6-pmu-alpha.yaml', '--dry-run']) == 0\n"
                  "print(c.__file__, c.RECIPE_DIR, len(recipes))", cwd=work)

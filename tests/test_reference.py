@@ -39,10 +39,17 @@ def test_the_tables_name_every_config_key_and_every_method():
 
 def test_every_config_key_says_what_it_means():
     hints = typing.get_type_hints(RunConfig)
-    classes = [RunConfig, *(hints[f.name] for f in dataclasses.fields(RunConfig) if dataclasses.is_dataclass(hints[f.name]))]
+    classes = [
+        RunConfig,
+        *(hints[f.name] for f in dataclasses.fields(RunConfig) if dataclasses.is_dataclass(hints[f.name])),
+    ]
     for cls in classes:
         own = typing.get_type_hints(cls)
-        keys = [f.name for f in dataclasses.fields(cls) if not dataclasses.is_dataclass(own[f.name]) and f.name != "sections"]
+        keys = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if not dataclasses.is_dataclass(own[f.name]) and f.name != "sections"
+        ]
         assert [k for k in keys if not cls.docs.get(k)] == [], f"{cls.__name__}.docs misses these keys"
         assert set(cls.docs) <= set(keys), f"{cls.__name__}.docs names keys it does not have"
 

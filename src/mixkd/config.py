@@ -85,7 +85,7 @@ class TeacherConfig:
         "precision": "the teacher's forward precision; auto = the student's",
         "cache": "keep the teacher's logits: auto = in memory when they fit 2 GiB and do not change training",
         "cache_dir": "the folder of a disk cache (cache=disk)",
-        "shared_cache_dir": "with cache=auto, a folder where runs of one teacher share a disk cache (`mixkd sweep` sets it)",
+        "shared_cache_dir": "with cache=auto, a folder where runs of one teacher share a disk cache (sweeps set it)",
         "compile": "torch.compile with inductor freezing; auto = on for CPU runs of ≥ 1,000,000 training images",
     }
 

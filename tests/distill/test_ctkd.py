@@ -42,7 +42,9 @@ def _terms(d, s, t, y=None, epoch=30):
 
 def _logits(seed):
     g = torch.Generator().manual_seed(seed)
-    return 3 * torch.randn(N, 10, generator=g, dtype=torch.float64), 3 * torch.randn(N, 10, generator=g, dtype=torch.float64)
+    return 3 * torch.randn(N, 10, generator=g, dtype=torch.float64), 3 * torch.randn(
+        N, 10, generator=g, dtype=torch.float64
+    )
 
 
 def kd_at(s, t, temp):
@@ -123,9 +125,13 @@ def test_ctkd_is_a_plug_in_for_dkd_and_dist_under_every_normalisation(norm):
     on = dict(mode="global")
     dkd = _terms(_distiller("dkd", ctkd=on, logit_norm=norm), s, t, y)["dkd"]
     # published DKD at temperature T on the normalised logits (with its T² factor)
-    assert float(dkd.detach()) == pytest.approx(float(published_dkd(unit(s), unit(t), y, 1.0, 8.0, float(temp))), rel=1e-4)
+    assert float(dkd.detach()) == pytest.approx(
+        float(published_dkd(unit(s), unit(t), y, 1.0, 8.0, float(temp))), rel=1e-4
+    )
     dist = _terms(_distiller("dist", ctkd=on, logit_norm=norm), s, t, y)["dist"]
-    assert float(dist.detach()) == pytest.approx(float(reference_dist(unit(s), unit(t), 2.0, 2.0, float(temp))), rel=1e-4)
+    assert float(dist.detach()) == pytest.approx(
+        float(reference_dist(unit(s), unit(t), 2.0, 2.0, float(temp))), rel=1e-4
+    )
     kd = _terms(_distiller("kd", ctkd=on, logit_norm=norm), s, t, y)["kd"]
     assert float(kd.detach()) == pytest.approx(float(0.9 * kd_at(unit(s), unit(t), temp)), rel=1e-4)
 

@@ -27,7 +27,8 @@ def _corr(a: list[float], b: list[float]) -> torch.Tensor:
 
 
 def reference_dist(zs, zt, beta, gamma, tau):
-    """Huang et al. 2022: τ² (β (1 − mean_i ρ(Y_s,i, Y_t,i)) + γ (1 − mean_c ρ(Y_s,:c, Y_t,:c))), loops over rows and columns."""
+    """Huang et al. 2022: τ² (β (1 − mean_i ρ(Y_s,i, Y_t,i)) + γ (1 − mean_c ρ(Y_s,:c, Y_t,:c))), loops over rows
+    and columns."""
     ys, yt = F.softmax(zs / tau, 1), F.softmax(zt / tau, 1)
     b, c = ys.shape
     inter = 1 - sum(_corr(list(ys[i]), list(yt[i])) for i in range(b)) / b
@@ -41,12 +42,14 @@ def _term(s, t, target=None, **cfg):
     target = F.one_hot(torch.arange(n) % 10, 10).double() if target is None else target
     mix = MixResult(x=torch.zeros(0), target=target, lam=torch.ones(n), partner=torch.arange(n),
                     mixed=torch.zeros(n, dtype=torch.bool))
-    return d.method_terms(ModelOutput(s), ModelOutput(t), Batch(torch.zeros(0), torch.zeros(0), None, None), mix)["dist"]
+    batch = Batch(torch.zeros(0), torch.zeros(0), None, None)
+    return d.method_terms(ModelOutput(s), ModelOutput(t), batch, mix)["dist"]
 
 
 def _logits(seed, n=6, c=10):
     g = torch.Generator().manual_seed(seed)
-    return 3 * torch.randn(n, c, generator=g, dtype=torch.float64), 3 * torch.randn(n, c, generator=g, dtype=torch.float64)
+    return (3 * torch.randn(n, c, generator=g, dtype=torch.float64),
+            3 * torch.randn(n, c, generator=g, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("tau", [1.0, 4.0])

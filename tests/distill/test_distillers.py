@@ -12,7 +12,8 @@ from mixkd.mixing import build_mixer
 from mixkd.models import build_model
 from tests.conftest import TINY, requires_fmnist
 
-CTX = DistillContext(num_classes=10, input_shape=(3, 32, 32), num_samples=8, train_labels=None, device=torch.device("cpu"))
+CTX = DistillContext(num_classes=10, input_shape=(3, 32, 32), num_samples=8, train_labels=None,
+                     device=torch.device("cpu"))
 
 
 def _pair():
@@ -62,7 +63,8 @@ def test_teacher_stays_in_eval_mode_without_gradients():
 def test_short_distillation_leaves_teacher_weights_and_bn_stats_unchanged(tmp_path):
     teacher_dir = tmp_path / "teacher"
     train(load_config(None, TINY + ["optim.epochs=1", "optim.milestones=[]"]), teacher_dir, quiet=True)
-    cfg = load_config(None, TINY + ["optim.epochs=1", "optim.milestones=[]", "distill.method=mixkd", "mixing.name=mixup",
+    cfg = load_config(None, TINY + ["optim.epochs=1", "optim.milestones=[]", "distill.method=mixkd",
+                                    "mixing.name=mixup",
                                     "mixing.fraction=0.5", f"teacher.checkpoint={teacher_dir / 'last.pt'}"])
     cohort = Cohort([Member(cfg, tmp_path / "student")], quiet=True)
     (summary,) = cohort.fit()

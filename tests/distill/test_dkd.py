@@ -60,7 +60,9 @@ def _dkd_term(s, t, target, epoch=100, **cfg):
 
 def _logits(seed, n=6, c=10):
     g = torch.Generator().manual_seed(seed)
-    return 3 * torch.randn(n, c, generator=g, dtype=torch.float64), 3 * torch.randn(n, c, generator=g, dtype=torch.float64)
+    return 3 * torch.randn(n, c, generator=g, dtype=torch.float64), 3 * torch.randn(
+        n, c, generator=g, dtype=torch.float64
+    )
 
 
 @pytest.mark.parametrize("T", [1.0, 4.0])
@@ -81,9 +83,13 @@ def test_mixed_two_label_targets_follow_the_documented_split():
     ref = two_label_dkd(s, t, target, alpha=2.0, beta=3.0, T=4.0)
     assert float(got) == pytest.approx(float(ref), rel=1e-5)
     # a mixed row is not the λ-weighted mix of two one-label DKDs
-    one = published_dkd(s[:1], t[:1], y[:1], 2.0, 3.0, 4.0) * 0.7 + published_dkd(s[:1], t[:1], partner_y[:1], 2.0, 3.0, 4.0) * 0.3
-    assert not math.isclose(float(_dkd_term(s[:1], t[:1], target[:1], dkd=dict(tckd_weight=2.0, nckd_weight=3.0))),
-                            float(one), rel_tol=1e-3)
+    one = (
+        published_dkd(s[:1], t[:1], y[:1], 2.0, 3.0, 4.0) * 0.7
+        + published_dkd(s[:1], t[:1], partner_y[:1], 2.0, 3.0, 4.0) * 0.3
+    )
+    assert not math.isclose(
+        float(_dkd_term(s[:1], t[:1], target[:1], dkd=dict(tckd_weight=2.0, nckd_weight=3.0))), float(one), rel_tol=1e-3
+    )
 
 
 def test_warmup_ramps_linearly_over_the_first_epochs():

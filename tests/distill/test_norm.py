@@ -58,7 +58,10 @@ def test_kd_without_normalisation_reproduces_the_official_hinton_values(i):
 
 def test_zscore_and_its_ce_as_documented():
     g = torch.Generator().manual_seed(0)
-    s, t = 3 * torch.randn(6, 10, generator=g, dtype=torch.float64), 5 * torch.randn(6, 10, generator=g, dtype=torch.float64)
+    s, t = (
+        3 * torch.randn(6, 10, generator=g, dtype=torch.float64),
+        5 * torch.randn(6, 10, generator=g, dtype=torch.float64),
+    )
     target = F.one_hot(torch.arange(6) % 10, 10).double()
     tau = 2.0
     terms = _terms(DistillConfig(method="logitstd", base_temperature=tau, ce_weight=1.0, kd_weight=1.0), s, t, target)

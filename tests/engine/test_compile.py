@@ -115,7 +115,8 @@ def test_a_compiled_run_killed_after_an_epoch_resumes_bit_identical(tmp_path):
     # compiled teacher with the cache is tests/distill/test_cache.py::test_a_compiled_teacher_keeps_the_cache_exact)
     ckpt = tmp_path / "t.pt"
     torch.save({"model": build_model("resnet8", 10).state_dict()}, ckpt)
-    args = ["distill", *TINY, "optim.epochs=2", "optim.milestones=[]", "distill.method=mixkd", "mixing.name=mixup", "mixing.fraction=0.25",
+    args = ["distill", *TINY, "optim.epochs=2", "optim.milestones=[]", "distill.method=mixkd", "mixing.name=mixup",
+            "mixing.fraction=0.25",
             f"teacher.checkpoint={ckpt}", "teacher.arch=resnet8", "runtime.compile=on", "teacher.compile=on",
             "teacher.cache=off", "--quiet"]
     whole = start(tmp_path / "whole", *args)

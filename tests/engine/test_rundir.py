@@ -89,7 +89,9 @@ def test_config_differences_ignore_only_result_neutral_keys():
     other = to_dict(load_config(None, [*TINY, "runtime.threads=2", "optim.epochs=4", "data.train_subset=300"]))
     diffs = config_differences(a, other)
     assert list(diffs) == ["data.train_subset", "optim.epochs", "runtime.threads"]
-    assert describe_differences(diffs) == "data.train_subset (256 -> 300), optim.epochs (3 -> 4), runtime.threads (1 -> 2)"
+    assert (
+        describe_differences(diffs) == "data.train_subset (256 -> 300), optim.epochs (3 -> 4), runtime.threads (1 -> 2)"
+    )
 
 
 @requires_fmnist
@@ -189,7 +191,10 @@ def test_config_yaml_holds_only_the_method_section_that_applies_and_runs_as_befo
     from mixkd.config import method_sections
 
     small = [a for a in TINY if not a.startswith(("data.train_subset", "optim."))] + [
-        "data.train_subset=128", "optim.epochs=2", "optim.milestones=[]"]
+        "data.train_subset=128",
+        "optim.epochs=2",
+        "optim.milestones=[]",
+    ]
     teacher = tmp_path / "teacher"
     assert main(["train", *small, "optim.epochs=1", "--quiet", "--out", str(teacher)]) == 0
     assert not set(yaml.safe_load((teacher / "config.yaml").read_text())["distill"]) & set(method_sections())

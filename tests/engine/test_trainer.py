@@ -128,7 +128,8 @@ def test_a_loss_that_turns_nan_writes_nothing_and_a_lower_lr_continues(killed, c
     config = (run / "config.yaml").read_text()
     assert main(["train", "--resume", str(run), "optim.lr=1.0e+30", "--quiet"]) == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
-    assert len(err) == 1 and "at epoch 2" in err[0] and "nothing of epoch 2 was written (last.pt keeps epoch 1)" in err[0]
+    assert len(err) == 1 and "at epoch 2" in err[0]
+    assert "nothing of epoch 2 was written (last.pt keeps epoch 1)" in err[0]
     assert f"`mixkd train --resume {run} optim.lr=1e+29`" in err[0] and "fp32" not in err[0]  # the run is fp32
     assert load_checkpoint(run / "last.pt")["epoch"] == 1 and _finite(run / "last.pt") and _finite(run / "best.pt")
     assert [r["epoch"] for r in _strict_rows(run)] == [1]
@@ -157,7 +158,8 @@ def test_resume_cannot_change_what_the_checkpoint_fixes(killed, capsys):
     run = killed("epoch-1")
     assert main(["train", "--resume", str(run), "model.arch=resnet20", "optim.epochs=5", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("mixkd: error: --resume cannot change model.arch (resnet8 -> resnet20), optim.epochs (3 -> 5)")
+    assert err.startswith("mixkd: error: --resume cannot change model.arch (resnet8 -> resnet20), "
+                          "optim.epochs (3 -> 5)")
     assert "optim.lr" in err and "another --out" in err
 
 

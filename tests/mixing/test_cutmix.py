@@ -101,7 +101,9 @@ def test_mixup_cutmix_switches_per_row_with_switch_prob_and_keeps_each_kind_exac
                 check_cutmix_row(r, x, y, i)
         else:  # all mixup: λ·x + (1 − λ)·x[partner]
             lam = r.lam.view(-1, 1, 1, 1)
-            torch.testing.assert_close(r.x, torch.where(r.mixed.view(-1, 1, 1, 1), lam * x + (1 - lam) * x[r.partner], x))
+            torch.testing.assert_close(
+                r.x, torch.where(r.mixed.view(-1, 1, 1, 1), lam * x + (1 - lam) * x[r.partner], x)
+            )
     mixer = build_mixer(MixingConfig(name="mixup-cutmix", switch_prob=0.3, alpha=0.8, cutmix_alpha=1.0), seed=4)
     cut = total = 0
     for _ in range(100):
@@ -120,8 +122,9 @@ def test_reseed_restarts_the_draw_and_inputs_of_any_layout_and_dtype_mix():
     mixer.reseed(7)
     again = mixer(x, y, 10)
     assert torch.equal(first.x, again.x) and torch.equal(first.partner, again.partner)
-    r = build_mixer(MixingConfig(name="cutmix"), seed=1)(x.to(torch.bfloat16).contiguous(
-        memory_format=torch.channels_last), y, 10)
+    r = build_mixer(MixingConfig(name="cutmix"), seed=1)(
+        x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last), y, 10
+    )
     assert r.x.dtype == torch.bfloat16 and r.target.dtype == torch.float32
 
 

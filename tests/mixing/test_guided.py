@@ -74,7 +74,9 @@ def test_confident_mixup_mixes_exactly_the_rows_the_teacher_is_surest_of(one_thr
             if 0 < k < b and float(ent[order[k]] - ent[order[k - 1]]) > 1e-5:  # no near-tie at the boundary
                 assert set(r.mixed.nonzero().flatten().tolist()) == set(order[:k].tolist())
             lam = r.lam.view(-1, 1, 1, 1)
-            torch.testing.assert_close(r.x, torch.where(r.mixed.view(-1, 1, 1, 1), lam * x + (1 - lam) * x[r.partner], x))
+            torch.testing.assert_close(
+                r.x, torch.where(r.mixed.view(-1, 1, 1, 1), lam * x + (1 - lam) * x[r.partner], x)
+            )
             assert torch.all(r.partner[r.mixed] != torch.arange(b)[r.mixed])
             check_unmixed_rows(r, x, y)
 

@@ -19,14 +19,16 @@ def test_cifar100_teachers_match_the_reference_table():
     doc = SHARED / "docs" / "kd-methods.md"
     if not doc.is_file():
         pytest.skip("the project's shared docs are not on this machine")
-    teachers = {m.group(1): float(m.group(2)) for m in re.finditer(r"^\| (\w+)→\w+ \| ([\d.]+) \|", doc.read_text(), re.M)}
+    rows = re.finditer(r"^\| (\w+)→\w+ \| ([\d.]+) \|", doc.read_text(), re.M)
+    teachers = {m.group(1): float(m.group(2)) for m in rows}
     assert teachers and all(published(a, "cifar100").top1 == t for a, t in teachers.items())
 
 
 def test_imagenet_rows_are_torchvisions_metadata():
     from torchvision import models as tv
 
-    for arch, weights in (("resnet18", tv.ResNet18_Weights.IMAGENET1K_V1), ("resnet34", tv.ResNet34_Weights.IMAGENET1K_V1)):
+    pairs = (("resnet18", tv.ResNet18_Weights.IMAGENET1K_V1), ("resnet34", tv.ResNet34_Weights.IMAGENET1K_V1))
+    for arch, weights in pairs:
         assert published(arch, "imagenet").top1 == weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]
     assert dataset_key("imagefolder", 1000) == "imagenet" and dataset_key("imagefolder", 10) == "imagefolder"
 

@@ -74,7 +74,11 @@ def test_points_record_the_shared_cache_and_folders_from_before_the_key_are_reus
         "teacher.arch": "resnet8", "teacher.checkpoint": str(teacher)}
     out = tmp_path / "out"
     spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump({"out": str(out), "overrides": overrides, "grid": {"T": {"key": "distill.temperature", "values": [4, 2]}}}))
+    spec.write_text(
+        yaml.safe_dump(
+            {"out": str(out), "overrides": overrides, "grid": {"T": {"key": "distill.temperature", "values": [4, 2]}}}
+        )
+    )
     assert main(["sweep", str(spec), "--cohorts", "off"]) == 0
     assert "2 points share a teacher" in capsys.readouterr().out
     cache = (out / SHARED_CACHE_FOLDER).absolute()
@@ -85,8 +89,11 @@ def test_points_record_the_shared_cache_and_folders_from_before_the_key_are_reus
         # as mixkd wrote the point before the key existed (the sweep told it through the environment)
         del saved["teacher"]["shared_cache_dir"]
         (out / name / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
-    asked = load_config(None, [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in overrides.items()]
-                        + ["distill.temperature=4"])
+    asked = load_config(
+        None,
+        [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in overrides.items()]
+        + ["distill.temperature=4"],
+    )
     assert reuse_problem(inspect_run(out / "T-4"), to_dict(asked)) is None
     assert main(["sweep", str(spec), "--cohorts", "off"]) == 0
     said = capsys.readouterr().out

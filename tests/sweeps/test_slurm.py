@@ -170,6 +170,7 @@ def _resumes(log: Path) -> int:
     return sum(1 for ln in log.read_text().splitlines() if " -m mixkd " in ln and "--resume" in ln)
 
 
+@pytest.mark.slow  # 70 s; a killed local point resuming exactly stays in the default set (tests/sweeps/test_sweep.py)
 @requires_fmnist
 def test_a_task_cancelled_mid_run_stops_cleanly_and_the_rerun_resumes_it_exactly(slurm, tmp_path):
     spec, job = _start_and_wait_for_epochs(slurm, tmp_path, [0])

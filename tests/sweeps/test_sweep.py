@@ -326,6 +326,7 @@ def test_a_finished_point_is_not_reused_on_other_data_under_the_same_relative_pa
                            f"data than data.root=data (from {tmp_path / 'second'}) holds now"), line
 
 
+@pytest.mark.slow  # 63 s; cohort members equal solo runs bit for bit in the default set (tests/engine/test_cohort.py)
 @requires_fmnist
 def test_points_sharing_a_teacher_and_a_stream_train_as_one_cohort_exactly_as_alone(tmp_path, capsys):
     import torch

@@ -28,7 +28,8 @@ from mixkd.io import cpu_info
 from mixkd.mixing import exact_mixed_rows, official_unmixed_draws
 
 # r20-r8 is a quick check of the benchmark itself, not a pair of the paper
-PAIRS = {"r110-r20": ("resnet110", "resnet20"), "w402-w162": ("wrn_40_2", "wrn_16_2"), "r20-r8": ("resnet20", "resnet8")}
+PAIRS = {"r110-r20": ("resnet110", "resnet20"), "w402-w162": ("wrn_40_2", "wrn_16_2"),
+         "r20-r8": ("resnet20", "resnet8")}
 VARIANTS = ("plain", "mixkd", "mixkd-warm")
 EAGER = "-eager"  # suffix of the variants that run uncompiled next to compiled ones (--compare-compile)
 BATCH = 64

@@ -11,7 +11,8 @@ from mixkd.commands import HelpFormatter, add_overrides
 from mixkd.config import find_recipe, load_config, read_yaml_mapping
 from mixkd.errors import ConfigError, MixkdError
 
-_EXAMPLES = """A plan (YAML) lists the members; each is a new run (a recipe and/or overrides) or a stopped one to continue:
+_EXAMPLES = """A plan (YAML) lists the members; each is a new run (a recipe and/or overrides) or a stopped one to \
+continue:
     members:
       - {out: runs/c/kd, recipe: configs/quickstart/student.yaml, overrides: [distill.method=kd]}
       - {out: runs/c/at, resume: true}
@@ -26,8 +27,12 @@ examples (after `mixkd train configs/quickstart/teacher.yaml --out runs/teacher`
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("cohort", help="train several students in one process on one data stream and teacher",
-                       epilog=_EXAMPLES, formatter_class=HelpFormatter)
+    p = sub.add_parser(
+        "cohort",
+        help="train several students in one process on one data stream and teacher",
+        epilog=_EXAMPLES,
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("plan", help="YAML file listing the members (see below)")
     add_overrides(p, "overrides for every member, such as runtime.device=cuda (after the member's own)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")

@@ -45,7 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=HelpFormatter,
                        epilog="examples:\n  mixkd reference\n  mixkd reference --check\n  mixkd reference --write")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--write", action="store_true", help="rewrite the generated blocks of docs/*.md (run in a checkout)")
+    group.add_argument("--write", action="store_true",
+                       help="rewrite the generated blocks of docs/*.md (run in a checkout)")
     group.add_argument("--check", action="store_true", help="exit 1 naming each page block that is behind the code")
     p.set_defaults(func=_reference)
 
@@ -128,7 +129,8 @@ def _reference(args: argparse.Namespace) -> int:
     repo = Path.cwd()
     missing = sorted({page for page in reference.BLOCKS.values() if not (repo / page).is_file()})
     if missing:
-        print(f"mixkd: {', '.join(missing)} not found here; run `mixkd reference --{'write' if args.write else 'check'}` "
+        option = "--write" if args.write else "--check"
+        print(f"mixkd: {', '.join(missing)} not found here; run `mixkd reference {option}` "
               "in the root of a mixkd checkout")
         return 2
     if args.write:

@@ -380,8 +380,8 @@ def build_teacher_cache(cfg: RunConfig, teacher: FrozenTeacher, data) -> MemoryL
     AUTO_BUDGET_BYTES in the teacher's output dtype and the teacher's logits do not depend on the batch
     (checked on the first training batch); else no cache. With `teacher.shared_cache_dir` (which `mixkd
     sweep` sets for its points that share a teacher), `auto` is a disk cache there instead, so each run starts
-    with what the earlier ones computed, falling back to memory when the disk cache cannot be made. `memory` and `disk` warn when the teacher's logits depend on the batch and keep
-    the cache.
+    with what the earlier ones computed, falling back to memory when the disk cache cannot be made. `memory` and
+    `disk` warn when the teacher's logits depend on the batch and keep the cache.
     """
     mode = cfg.teacher.cache
     shared = cfg.teacher.shared_cache_dir if mode == "auto" else None

@@ -145,7 +145,8 @@ class FeatureDistiller(Distiller):
     @classmethod
     def needs(cls) -> list[str]:
         """Which features of both models the term compares (its `reads` at its `stages`), and its extras."""
-        what = {"maps": "stage map", "preact_maps": "pre-activation map", "penultimate": "penultimate features"}[cls.reads]
+        names = {"maps": "stage map", "preact_maps": "pre-activation map", "penultimate": "penultimate features"}
+        what = names[cls.reads]
         if cls.reads != "penultimate":
             what = {"all": f"{what}s", "last": f"the last {what}", "hint": "the hint stage map"}[cls.term_cls.stages]
         out = [f"{what} (teacher and student)"]

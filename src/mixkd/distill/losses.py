@@ -54,6 +54,6 @@ def std_rescale(logits: Tensor) -> Tensor:
 
 
 def zscore(logits: Tensor) -> Tensor:
-    """Subtract each row's mean and divide by its unbiased std, floored by ε (Logit Standardization, Sun et al. 2024)."""
+    """Subtract each row's mean, divide by its unbiased std floored by ε (Logit Standardization, Sun et al. 2024)."""
     logits = logits.float()
     return (logits - logits.mean(dim=1, keepdim=True)) / _soft_std(logits)

@@ -179,7 +179,8 @@ class RunSession:
             pool = shared.teachers
             self._check_teacher(cfg.teacher.arch or getattr(pool.model, "arch", None), shared)
             self.say(f"teacher {cfg.teacher.arch or getattr(pool.model, 'arch', '?')}: top-1 "
-                     f"{self.teacher_eval['top1']:.2f}%  top-5 {self.teacher_eval['top5']:.2f}% on {cfg.data.name} test")
+                     f"{self.teacher_eval['top1']:.2f}%  top-5 {self.teacher_eval['top5']:.2f}% "
+                     f"on {cfg.data.name} test")
             if self.main:
                 self.run.write_json("teacher.json", self.teacher_eval)
         self.writer = self._tensorboard() if self.main else None

@@ -34,5 +34,16 @@ def build_mixer(cfg: MixingConfig, seed: int = 0) -> Mixer:
     return MIXERS.get(cfg.name)(cfg, seed)
 
 
-__all__ = ["LAMBDA_EPS", "MIXERS", "MixResult", "Mixer", "build_mixer", "exact_mixed_rows", "mixing_needs_teacher", "mixing_settings",
-           "official_mixed_share", "official_unmixed_draws", "typed"]
+__all__ = [
+    "LAMBDA_EPS",
+    "MIXERS",
+    "MixResult",
+    "Mixer",
+    "build_mixer",
+    "exact_mixed_rows",
+    "mixing_needs_teacher",
+    "mixing_settings",
+    "official_mixed_share",
+    "official_unmixed_draws",
+    "typed",
+]

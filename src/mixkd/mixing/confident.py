@@ -64,5 +64,10 @@ class ConfidentMixup(TeacherGuided):
         partner = np.where(mixed, cycle_partners(self.rng.permutation(b)), np.arange(b))
         lam = np.where(mixed, lam, 1.0).astype(np.float32)
         mixed_t, lam_t, partner_t = to_device(x.device, mixed, lam, partner)
-        return MixResult(x=blend(x, mixed_t, lam_t, partner_t), target=two_label_target(y, lam_t, partner_t, num_classes),
-                         lam=lam_t, partner=partner_t, mixed=mixed_t)
+        return MixResult(
+            x=blend(x, mixed_t, lam_t, partner_t),
+            target=two_label_target(y, lam_t, partner_t, num_classes),
+            lam=lam_t,
+            partner=partner_t,
+            mixed=mixed_t,
+        )

@@ -276,7 +276,8 @@ def claim3(n: Numbers, img: ImagePaths) -> Claim:
     _bars(n, groups, img.path("temperature"), "Temperature 4 vs 1 (mean ± std)")
     body = [
         "The same students as in claim 2 without mixup, distilled at T = 1 instead of T = 4.", "",
-        _comparisons_table([("best epoch: Mix-T&S at T=1 > at T=4", best), ("last epoch: Mix-T&S at T=1 > at T=4", last),
+        _comparisons_table([("best epoch: Mix-T&S at T=1 > at T=4", best),
+                            ("last epoch: Mix-T&S at T=1 > at T=4", last),
                             ("context, best epoch: T&S at T=1 > at T=4", std_best),
                             ("context, last epoch: T&S at T=1 > at T=4", std_last),
                             ("context, best epoch: T&S − Mix-T&S at T=4", gap4),
@@ -482,7 +483,8 @@ def write_findings(study: Study, analyses: dict[str, dict[int, dict]], doc: Path
         f"least {MIN_SEEDS} seeds), **reversed** when it has the opposite sign in every seed, **within seed "
         f"noise** when the seeds disagree. A claim made of several comparisons holds when all of them hold and "
         f"*partly holds* when some do; *(in part not measured)* marks a claim some of whose comparisons had no "
-        f"runs (the study was cut to its budget), decided on the comparisons that had. Accuracy claims are decided on the best epoch and on the last epoch "
+        f"runs (the study was cut to its budget), decided on the comparisons that had. Accuracy claims are "
+        f"decided on the best epoch and on the last epoch "
         f"separately, and both are shown; the analyses read each run's best checkpoint. With three seeds an "
         f"absent effect passes the rule one time in eight, so read the size of the difference next to it.", "",
         "## What was run", "",

@@ -17,7 +17,11 @@ def test_resize_conv_reaches_the_teacher_shape(hw_in, hw_out):
 
 
 def test_ratios_two_and_one_half_are_repdistillers_convreg():
-    down, up, same = resize_conv(3, 5, (8, 8), (4, 4)), resize_conv(3, 5, (4, 4), (8, 8)), resize_conv(3, 5, (4, 4), (4, 4))
+    down, up, same = (
+        resize_conv(3, 5, (8, 8), (4, 4)),
+        resize_conv(3, 5, (4, 4), (8, 8)),
+        resize_conv(3, 5, (4, 4), (4, 4)),
+    )
     assert (down.kernel_size, down.stride, down.padding) == ((3, 3), (2, 2), (1, 1))
     assert isinstance(up, torch.nn.ConvTranspose2d)
     assert (up.kernel_size, up.stride, up.padding) == ((4, 4), (2, 2), (1, 1))

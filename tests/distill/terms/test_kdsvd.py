@@ -56,7 +56,11 @@ def reference_kdsvd(s_list, t_list, k=1, form="mdistiller", lib=np):
                 for m in range(k):
                     gt = [[lib.exp(-(a - c) ** 2 / 8) for c in prev[i][0][m]] for a in cur[i][0][m]]
                     gs = [[lib.exp(-(a - c) ** 2 / 8) for c in prev[i][1][m]] for a in cur[i][1][m]]
-                    total = total + sum((x - y) ** 2 for rs, rt in zip(gs, gt, strict=True) for x, y in zip(rs, rt, strict=True)) / b
+                    total = (
+                        total
+                        + sum((x - y) ** 2 for rs, rt in zip(gs, gt, strict=True) for x, y in zip(rs, rt, strict=True))
+                        / b
+                    )
         prev = cur
     return total
 

@@ -68,7 +68,8 @@ def nckd_rows(s: Tensor, t: Tensor, targets: Tensor) -> Tensor:
 
 @register("dkd")
 class DecoupledKD(Distiller):
-    """CE + weight · min(epoch / warmup, 1) · (tckd_weight · TCKD + nckd_weight · NCKD) (mdistiller's CIFAR-100 defaults)."""
+    """CE + weight · min(epoch / warmup, 1) · (tckd_weight · TCKD + nckd_weight · NCKD), mdistiller's CIFAR-100
+    defaults."""
 
     paper = "Zhao et al.: Decoupled Knowledge Distillation (CVPR 2022)"
     default_ce_weight = 1.0

@@ -71,8 +71,9 @@ class Review(nn.Module):
         mid = min(max_mid_channel, s_shapes[-1][0])
         n = len(s_shapes)
         self.out_hw = [tuple(t[1:]) for t in t_shapes]
-        self.abfs = nn.ModuleList(ABF(s[0], mid, t[0], fuse=i < n - 1) for i, (s, t) in enumerate(zip(s_shapes, t_shapes,
-                                                                                                      strict=True)))
+        self.abfs = nn.ModuleList(
+            ABF(s[0], mid, t[0], fuse=i < n - 1) for i, (s, t) in enumerate(zip(s_shapes, t_shapes, strict=True))
+        )
 
     def forward(self, feats: list[Tensor]) -> list[Tensor]:
         """Student features (shallow to deep) -> one output per level, shallow to deep."""
@@ -123,8 +124,9 @@ class ReviewKD(Distiller):
     def __init__(self, student, teacher, cfg, ctx) -> None:
         super().__init__(student, teacher, cfg, ctx)
         s, t = probe(student, ctx.input_shape, ctx.device), probe(teacher.model, ctx.input_shape, ctx.device)
-        self.s_idx, self.t_idx = paired_stages(len(s.maps), len(t.preact_maps), stem_maps(student),
-                                               stem_maps(teacher.model))
+        self.s_idx, self.t_idx = paired_stages(
+            len(s.maps), len(t.preact_maps), stem_maps(student), stem_maps(teacher.model)
+        )
         s_in = [s.maps[i] for i in self.s_idx] + [(s.penultimate[0], 1, 1)]
         t_in = [t.preact_maps[j] for j in self.t_idx] + [(t.penultimate[0], 1, 1)]
         self.review = Review(s_in, t_in, int(self.params["max_mid_channel"]))
