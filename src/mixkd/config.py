@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal, Union
 import yaml
 
 from mixkd.errors import ConfigError
-from mixkd.params import Param
+from mixkd.params import Param, Range
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
@@ -26,7 +26,7 @@ RECIPE_DIR = Path(__file__).parent / "configs"
 
 
 def _range(lo: float | None = None, hi: float | None = None, *, open_lo: bool = False, why: str = "") -> dict:
-    return {"lo": lo, "hi": hi, "open_lo": open_lo, "why": why}
+    return {"range": Range(lo, hi, open_lo, why)}
 
 
 # torch.manual_seed takes unsigned 64-bit seeds and NumPy's SeedSequence (data.seeding.seed32) non-negative ones
@@ -94,10 +94,7 @@ class TeacherConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     cache: Literal["auto", "off", "memory", "disk"] = "auto"
     cache_dir: str | None = None
-    # with cache=auto, a folder where this run shares a disk cache with other runs of the same teacher (what
-    # `mixkd sweep` sets for its points that share one); cache_dir wins; None: auto caches in memory
     shared_cache_dir: str | None = None
-    # torch.compile with inductor freezing for the logits forward; auto = on for long CPU runs (docs/speed.md)
     compile: Literal["auto", "on", "off"] = "auto"
 
 
@@ -120,10 +117,8 @@ class MixingConfig:
     alpha: float = field(default=1.0, metadata=_range(0.0, open_lo=True))
     fraction: float = field(default=1.0, metadata=_range(0.0, 1.0))
     sampling: Literal["exact", "official"] = "exact"
-    # mixup-cutmix: the share of mixed rows that use CutMix (the others mixup), and CutMix's own α (null: alpha)
     switch_prob: float = field(default=0.5, metadata=_range(0.0, 1.0))
     cutmix_alpha: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
-    # cutmix-pick: CutMix draws per mixed row, of which the teacher's most uncertain is kept
     candidates: int = field(default=2, metadata=_range(1, 64))
 
 
@@ -230,7 +225,6 @@ class RuntimeConfig:
     device: str = "auto"
     precision: Precision = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
-    # torch.compile of the student's training forward; auto = on for long single-process CPU runs (docs/speed.md)
     compile: Literal["auto", "on", "off"] = "auto"
     threads: int | None = field(default=None, metadata=_range(1))
     sync_bn: bool = False
@@ -289,8 +283,7 @@ def section_types() -> dict[str, type]:
 
 
 def _param_range(p: Param) -> dict:
-    r = p.range
-    return _range(r.lo, r.hi, open_lo=r.open_lo, why=r.why) if r else {}
+    return {"range": p.range} if p.range else {}
 
 
 def __getattr__(name: str) -> Any:  # e.g. DkdSection, for pickle and `from mixkd.config import DkdSection`
@@ -426,10 +419,11 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 
 
 def _check_range(key: str, value: Any, meta: typing.Mapping) -> None:
-    if value is None or "lo" not in meta:
+    r = meta.get("range")
+    if value is None or r is None:
         return
-    lo, hi, open_lo = meta["lo"], meta["hi"], meta["open_lo"]
-    why = f" ({meta['why']})" if meta.get("why") else ""
+    lo, hi, open_lo = r.lo, r.hi, r.open_lo
+    why = f" ({r.why})" if r.why else ""
     if lo is not None and (value < lo or (open_lo and value == lo)):
         bound = f"> {lo}" if open_lo else f">= {lo}"
         raise ConfigError(f"{key}: must be {bound}, got {_show(value)}{why}")

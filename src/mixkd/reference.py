@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from mixkd.config import RunConfig, section_types
+from mixkd.params import Range
 
 # marker name -> the page holding it; the block sits between `<!-- begin: NAME -->` and `<!-- end: NAME -->`
 BLOCKS = {"configuration table": "docs/configuration.md", "method sections": "docs/configuration.md",
@@ -40,11 +41,11 @@ def _value(v: Any) -> str:
     return str(v)
 
 
-def _bounds(meta: typing.Mapping) -> str:
-    if meta.get("lo") is None and meta.get("hi") is None:
+def _bounds(r: Range | None) -> str:
+    if r is None:
         return ""
-    lo = "" if meta["lo"] is None else f"{'>' if meta['open_lo'] else '≥'} {_value(meta['lo'])}"
-    hi = "" if meta["hi"] is None else f"≤ {_value(meta['hi'])}"
+    lo = "" if r.lo is None else f"{'>' if r.open_lo else '≥'} {_value(r.lo)}"
+    hi = "" if r.hi is None else f"≤ {_value(r.hi)}"
     return ", ".join(x for x in (lo, hi) if x)
 
 
@@ -56,8 +57,8 @@ def _rows(cls: type, prefix: str) -> list[str]:
         if dataclasses.is_dataclass(tp) or f.name == "sections":
             continue
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-        doc = getattr(cls, "docs", {}).get(f.name, "")
-        out.append(f"| `{prefix}{f.name}` | {_kind(tp)} | {_value(default)} | {_bounds(f.metadata)} | {doc} |")
+        doc, bounds = getattr(cls, "docs", {}).get(f.name, ""), _bounds(f.metadata.get("range"))
+        out.append(f"| `{prefix}{f.name}` | {_kind(tp)} | {_value(default)} | {bounds} | {doc} |")
     return out
 
 
@@ -81,8 +82,7 @@ def method_sections_table() -> str:
     lines = ["| key | type | published default | allowed |", "|---|---|---|---|"]
     for name, params in sections().items():
         for p in params.values():
-            meta = {"lo": p.range.lo, "hi": p.range.hi, "open_lo": p.range.open_lo} if p.range else {}
-            lines.append(f"| `distill.{name}.{p.name}` | {_kind(p.type)} | {_value(p.default)} | {_bounds(meta)} |")
+            lines.append(f"| `distill.{name}.{p.name}` | {_kind(p.type)} | {_value(p.default)} | {_bounds(p.range)} |")
     return "\n".join(lines)
 
 
