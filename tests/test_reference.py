@@ -11,7 +11,7 @@ import typing
 from pathlib import Path
 
 from mixkd import reference
-from mixkd.config import RunConfig, to_dict
+from mixkd.config import RunConfig, mixing_keys_type, section_types, to_dict
 from mixkd.distill import DISTILLERS, sections
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,19 +39,15 @@ def test_the_tables_name_every_config_key_and_every_method():
 
 def test_every_config_key_says_what_it_means():
     hints = typing.get_type_hints(RunConfig)
-    classes = [
-        RunConfig,
-        *(hints[f.name] for f in dataclasses.fields(RunConfig) if dataclasses.is_dataclass(hints[f.name])),
-    ]
-    for cls in classes:
-        own = typing.get_type_hints(cls)
-        keys = [
-            f.name
-            for f in dataclasses.fields(cls)
-            if not dataclasses.is_dataclass(own[f.name]) and f.name != "sections"
-        ]
-        assert [k for k in keys if not cls.docs.get(k)] == [], f"{cls.__name__}.docs misses these keys"
-        assert set(cls.docs) <= set(keys), f"{cls.__name__}.docs names keys it does not have"
+    parts = {f.name: hints[f.name] for f in dataclasses.fields(RunConfig) if dataclasses.is_dataclass(hints[f.name])}
+    docs = {"": RunConfig.docs, **{name: dict(cls.docs) for name, cls in parts.items()}}
+    docs["mixing"].update(mixing_keys_type().docs)  # the mixings' own keys, documented in the mixings' files
+    saved = to_dict(RunConfig())  # every key as a config file writes it
+    keys = {"": [k for k in saved if k not in parts],
+            **{name: [k for k in saved[name] if k not in section_types()] for name in parts}}
+    for name, section_keys in keys.items():
+        assert [k for k in section_keys if not docs[name].get(k)] == [], f"{name or 'run'}: keys without a meaning"
+        assert set(docs[name]) <= set(section_keys), f"{name or 'run'}: docs name keys it does not have"
 
 
 def test_check_names_a_stale_page_and_write_brings_it_up_to_date(tmp_path):

@@ -49,6 +49,7 @@ class DataConfig:
         "loader": "device: the set on the device, augmented there; workers: a DataLoader; auto: device if in memory",
         "workers": "DataLoader worker processes (loader=workers)",
         "augment": "random crop and flip of training images",
+        "strong_view": "a second, strongly augmented view of each training image (randaugment), for MLKD",
     }
 
     name: str = "fashion-mnist"
@@ -62,6 +63,7 @@ class DataConfig:
     loader: Literal["auto", "device", "workers"] = "auto"
     workers: int = field(default=2, metadata=_range(0))
     augment: bool = True
+    strong_view: Literal["none", "randaugment"] = "none"
 
 
 @dataclass
@@ -108,30 +110,55 @@ class MixingConfig:
         "alpha": "λ ~ Beta(α, α)",
         "fraction": "the exact share of each batch's rows that is mixed (1 = every row)",
         "sampling": "exact: that share in every batch; official: the paper's code's per-batch draw (mixup only)",
-        "switch_prob": "mixup-cutmix: the share of mixed rows that use CutMix",
-        "cutmix_alpha": "mixup-cutmix: CutMix's α (null: alpha)",
-        "candidates": "cutmix-pick: CutMix draws per mixed row, the teacher's most uncertain kept",
     }
 
     name: str = "none"
     alpha: float = field(default=1.0, metadata=_range(0.0, open_lo=True))
     fraction: float = field(default=1.0, metadata=_range(0.0, 1.0))
     sampling: Literal["exact", "official"] = "exact"
-    switch_prob: float = field(default=0.5, metadata=_range(0.0, 1.0))
-    cutmix_alpha: float | None = field(default=None, metadata=_range(0.0, open_lo=True))
-    candidates: int = field(default=2, metadata=_range(1, 64))
+    # the keys of particular mixings (mixing.switch_prob, mixing.candidates, ...): each mixing declares its own
+    # in its file (its `Params`), `mixing_keys_type` gathers them; read as cfg.switch_prob
+    own: Any = None
+
+    def __post_init__(self) -> None:
+        if self.own is None:
+            self.own = mixing_keys_type()()
+
+    def __getattr__(self, name: str) -> Any:
+        own = self.__dict__.get("own")
+        if own is not None and name in own.__dataclass_fields__:
+            return getattr(own, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
-# the keys every mixing's config.yaml keeps; of the others, only those its mixer `reads` (mixkd.mixing)
+# the keys every mixing's config.yaml keeps; of the others, only those its mixer declares (mixkd.mixing)
 MIXING_SHARED_KEYS = ("name", "alpha", "fraction", "sampling")
+
+_MIXING_KEYS_TYPES: dict[tuple, type] = {}
+
+
+def mixing_keys_type() -> type:
+    """The dataclass of the mixings' own keys, derived from what each mixer declares (read when first needed,
+    not at import: config sits below the mixers)."""
+    from mixkd.mixing import own_keys  # a runtime lookup of the registry, not an import-time dependency
+
+    params, docs = own_keys()
+    key = tuple(params.items())
+    if key not in _MIXING_KEYS_TYPES:
+        fields_ = [(p.name, p.type, field(default=p.default, metadata=_param_range(p))) for p in params.values()]
+        cls = dataclasses.make_dataclass("MixingKeys", fields_, namespace={
+            "docs": docs, "__doc__": "The keys of particular mixings, as their files declare them."})
+        cls.__module__ = __name__  # picklable: the module's __getattr__ finds it by name
+        _MIXING_KEYS_TYPES[key] = cls
+    return _MIXING_KEYS_TYPES[key]
 
 
 def mixing_unread_keys(name: str) -> set[str]:
     """The mixing keys beyond MIXING_SHARED_KEYS that the mixing `name` does not read (none for unknown names)."""
-    from mixkd.mixing import MIXERS  # the mixers declare what they read; config sits below them
+    from mixkd.mixing import MIXERS, own_params
 
-    own = {f.name for f in dataclasses.fields(MixingConfig)} - set(MIXING_SHARED_KEYS)
-    return own - set(MIXERS.get(name).reads) if name in MIXERS else set()
+    own = {f.name for f in dataclasses.fields(mixing_keys_type())}
+    return own - set(own_params(MIXERS.get(name))) if name in MIXERS else set()
 
 
 # The per-method sections of `distill` (distill.dkd, distill.crd, ..., and the plug-in distill.ctkd) are not
@@ -287,6 +314,8 @@ def _param_range(p: Param) -> dict:
 
 
 def __getattr__(name: str) -> Any:  # e.g. DkdSection, for pickle and `from mixkd.config import DkdSection`
+    if name == "MixingKeys":
+        return mixing_keys_type()
     if name.endswith("Section") and not name.startswith("_"):
         for cls in section_types().values():
             if cls.__name__ == name:
@@ -438,27 +467,37 @@ RENAMED = {
 }
 
 
+# fields that hold derived keys, which config files write beside the others (see distill_dict, mixing_dict)
+_DERIVED = {("DistillConfig", "sections"), ("MixingConfig", "own")}
+
+
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping of keys, got {raw!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if not (cls is DistillConfig and f.name == "sections")}
+    fields = {f.name: f for f in dataclasses.fields(cls) if (cls.__name__, f.name) not in _DERIVED}
     sections = section_types() if cls is DistillConfig else {}
-    unknown = [k for k in raw if k not in fields and k not in sections]
+    own = mixing_keys_type() if cls is MixingConfig else None
+    own_keys = [f.name for f in dataclasses.fields(own)] if own else []
+    unknown = [k for k in raw if k not in fields and k not in sections and k not in own_keys]
     if unknown:
         key = f"{prefix}{unknown[0]}"
         if key in RENAMED:
             raise ConfigError(f"{key} was renamed: use {RENAMED[key]}")
         import difflib
 
-        allowed = [*fields, *sections]
+        allowed = [*fields, *own_keys, *sections]
         close = difflib.get_close_matches(unknown[0], allowed, n=1)
         hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
         raise ConfigError(f"unknown config key {key!r}{hint}; allowed here: {', '.join(allowed)}")
     kwargs: dict[str, Any] = {"sections": {}} if sections else {}
+    if own:
+        kwargs["own"] = _build(own, {k: v for k, v in raw.items() if k in own_keys}, prefix)
     for name, value in raw.items():
+        if name in own_keys:
+            continue
         if name in sections:
             kwargs["sections"][name] = _build(sections[name], value, f"{prefix}{name}.")
             continue
@@ -507,12 +546,24 @@ def distill_config(**keys: Any) -> DistillConfig:
     return _build(DistillConfig, keys, "distill.")
 
 
+def mixing_config(**keys: Any) -> MixingConfig:
+    """A validated `mixing` section from keyword values: `mixing_config(name="mixup-cutmix", switch_prob=0.3)`."""
+    return _build(MixingConfig, keys, "mixing.")
+
+
 def to_dict(cfg: RunConfig) -> dict:
     """The config as plain nested dicts, every key and section included (see `to_saved_dict` for config.yaml);
     the method sections sit in `distill` beside its other keys, as recipes write them."""
     out = dataclasses.asdict(cfg)
+    out["mixing"] = mixing_dict(cfg.mixing)
     out["distill"] = distill_dict(cfg.distill)
     return out
+
+
+def mixing_dict(cfg: MixingConfig) -> dict:
+    """`mixing` as a plain dict: the shared keys, then the mixings' own keys."""
+    out = dataclasses.asdict(cfg)
+    return {**{k: v for k, v in out.items() if k != "own"}, **out["own"]}
 
 
 def distill_dict(cfg: DistillConfig) -> dict:
@@ -550,7 +601,7 @@ def _compact_mixing(raw: dict) -> dict:
     mixing = raw.get("mixing")
     if not isinstance(mixing, dict):
         return raw
-    defaults = dataclasses.asdict(MixingConfig())
+    defaults = mixing_dict(MixingConfig())
     name = mixing.get("name", MixingConfig.name)
     unread = mixing_unread_keys(name) if isinstance(name, str) else set()
     drop = {k for k in unread if k in mixing and mixing[k] == defaults[k]}

@@ -11,7 +11,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from mixkd.config import RunConfig, section_types
+from mixkd.config import MixingConfig, RunConfig, mixing_keys_type, section_types
 from mixkd.params import Range
 
 # marker name -> the page holding it; the block sits between `<!-- begin: NAME -->` and `<!-- end: NAME -->`
@@ -55,6 +55,9 @@ def _rows(cls: type, prefix: str) -> list[str]:
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         if dataclasses.is_dataclass(tp) or f.name == "sections":
+            continue
+        if f.name == "own" and cls is MixingConfig:  # the mixings' own keys, as their files declare them
+            out += _rows(mixing_keys_type(), prefix)
             continue
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
         doc, bounds = getattr(cls, "docs", {}).get(f.name, ""), _bounds(f.metadata.get("range"))

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mixkd.config import MixingConfig, load_config
+from mixkd.config import MixingConfig, load_config, mixing_config
 from mixkd.errors import ConfigError
 from mixkd.mixing import build_mixer, exact_mixed_rows, mixing_settings
 from mixkd.mixing.cutmix import draw_boxes
@@ -94,7 +94,7 @@ def test_exactly_round_fraction_rows_change_for_every_batch_size(name, one_threa
 def test_mixup_cutmix_switches_per_row_with_switch_prob_and_keeps_each_kind_exact():
     x, y = _batch(64)
     for p in (0.0, 1.0):
-        r = build_mixer(MixingConfig(name="mixup-cutmix", switch_prob=p), seed=2)(x, y, 10)
+        r = build_mixer(mixing_config(name="mixup-cutmix", switch_prob=p), seed=2)(x, y, 10)
         rows = r.mixed.nonzero().flatten().tolist()
         if p == 1.0:
             for i in rows:
@@ -104,7 +104,7 @@ def test_mixup_cutmix_switches_per_row_with_switch_prob_and_keeps_each_kind_exac
             torch.testing.assert_close(
                 r.x, torch.where(r.mixed.view(-1, 1, 1, 1), lam * x + (1 - lam) * x[r.partner], x)
             )
-    mixer = build_mixer(MixingConfig(name="mixup-cutmix", switch_prob=0.3, alpha=0.8, cutmix_alpha=1.0), seed=4)
+    mixer = build_mixer(mixing_config(name="mixup-cutmix", switch_prob=0.3, alpha=0.8, cutmix_alpha=1.0), seed=4)
     cut = total = 0
     for _ in range(100):
         r = mixer(x, y, 10)

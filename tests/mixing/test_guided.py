@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mixkd.config import MixingConfig
+from mixkd.config import MixingConfig, mixing_config
 from mixkd.errors import ConfigError
 from mixkd.mixing import build_mixer, exact_mixed_rows
 from tests.mixing.test_cutmix import check_cutmix_row, check_unmixed_rows
@@ -40,7 +40,7 @@ def _batch(b=64, seed=0, shape=(3, 8, 8)):
 def test_cutmix_pick_keeps_each_rows_most_uncertain_candidate(candidates):
     x, y = _batch()
     teacher = Teacher()
-    mixer = build_mixer(MixingConfig(name="cutmix-pick", fraction=0.5, candidates=candidates), seed=1)
+    mixer = build_mixer(mixing_config(name="cutmix-pick", fraction=0.5, candidates=candidates), seed=1)
     mixer.attach_teacher(teacher)
     for _ in range(3):
         teacher.seen.clear()

@@ -15,6 +15,7 @@ from mixkd.analysis.loading import unique_labels
 from mixkd.analysis.tables import fmt, markdown_table, write_csv, write_text
 from mixkd.config import compact_config
 from mixkd.errors import MixkdError
+from mixkd.mixing import MIXERS
 
 METRICS = ("best_top1", "best_top5", "last_top1", "last_top5", "teacher_top1", "best_ece", "last_ece", "last_nll",
            "last_brier")
@@ -104,10 +105,6 @@ def group_label(group: Sequence[Run]) -> str:
     return names.pop() if len(names) == 1 and "" not in names else f"{group[0].label} (+{len(group) - 1})"
 
 
-# the parameter beyond α and fraction that tells runs of a mixing apart in a report's label
-_MIXING_LABEL_KEYS = {"mixup-cutmix": ("switch_prob", "p"), "cutmix-pick": ("candidates", "n")}
-
-
 def mixing_label(s: dict) -> str:
     """A run's mixing in a report: `none`; mixup as the paper names it (FMU, PMU 10%); any other mixing by its
     name and the share of rows it mixes (cutmix 50% α=1), with its own parameter where it has one."""
@@ -120,7 +117,8 @@ def mixing_label(s: dict) -> str:
         kind = "FMU" if frac == 1.0 else f"PMU {100 * frac:g}%"
         return f"{kind} α={m.get('alpha', 1.0):g}"
     label = f"{name} {100 * frac:g}% α={m.get('alpha', 1.0):g}"
-    key, short = _MIXING_LABEL_KEYS.get(name, (None, None))
+    # the parameter beyond α and fraction that tells runs of a mixing apart, as the mixing declares it
+    key, short = getattr(MIXERS.get(name), "label", (None, None)) if name in MIXERS else (None, None)
     if key and m.get(key) is not None:
         label += f" {short}={m[key]:g}"
     return label

@@ -96,15 +96,14 @@ def _methods(args: argparse.Namespace) -> int:
 
 
 def _mixings(args: argparse.Namespace) -> int:
-    import dataclasses
     import json
 
-    from mixkd.config import MixingConfig
-    from mixkd.mixing import MIXERS
+    from mixkd.config import MixingConfig, mixing_dict
+    from mixkd.mixing import MIXERS, own_params
     from mixkd.reference import flat
 
-    defaults = dataclasses.asdict(MixingConfig())
-    rows = [{"mixing": name, "paper": cls.paper, "reads": {k: defaults[k] for k in cls.reads},
+    defaults = mixing_dict(MixingConfig())
+    rows = [{"mixing": name, "paper": cls.paper, "reads": {k: defaults[k] for k in (*cls.reads, *own_params(cls))},
              "needs": ["teacher"] if cls.needs_teacher else []}
             for name, cls in ((n, MIXERS.get(n)) for n in MIXERS.names())]
     if args.json:

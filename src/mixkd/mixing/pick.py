@@ -12,6 +12,9 @@ and CRD's per-image memory rely on. The teacher's forward over all candidates ru
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated, ClassVar
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -20,6 +23,7 @@ from mixkd.config import MixingConfig
 from mixkd.mixing.base import MIXERS, MixResult, cycle_partners, draw_exact_rows
 from mixkd.mixing.cutmix import Boxes, cutmix_result, draw_boxes, paste
 from mixkd.mixing.guided import TeacherGuided, entropy
+from mixkd.params import Range
 
 
 @MIXERS.register("cutmix-pick")
@@ -28,7 +32,16 @@ class CutMixPick(TeacherGuided):
 
     name = "cutmix-pick"
     paper = "Wang et al., What Makes a \"Good\" Data Augmentation in Knowledge Distillation (NeurIPS 2022)"
-    reads = ("alpha", "fraction", "candidates")
+    reads = ("alpha", "fraction")
+    label = ("candidates", "n")  # the key that tells its runs apart in a report, and its short name
+
+    @dataclass
+    class Params:
+        docs: ClassVar[dict[str, str]] = {
+            "candidates": "cutmix-pick: CutMix draws per mixed row, the teacher's most uncertain kept",
+        }
+
+        candidates: Annotated[int, Range(1, 64)] = 2
 
     def __init__(self, cfg: MixingConfig, seed: int = 0) -> None:
         super().__init__(seed)

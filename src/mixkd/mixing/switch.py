@@ -9,6 +9,9 @@ Mixup rows draw λ ~ Beta(α, α) with α = `mixing.alpha`; CutMix rows with `mi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated, ClassVar
+
 import numpy as np
 from torch import Tensor
 
@@ -25,6 +28,7 @@ from mixkd.mixing.base import (
 )
 from mixkd.mixing.cutmix import draw_boxes, paste
 from mixkd.mixing.mixup import blend
+from mixkd.params import Range, Share
 
 
 @MIXERS.register("mixup-cutmix")
@@ -32,7 +36,18 @@ class MixupOrCutMix(SeededMixer):
     """Each mixed row is a CutMix row with probability `switch_prob`, else a mixup row."""
 
     paper = "mixup and CutMix switched per row (as timm's Mixup switches them, per batch by default)"
-    reads = ("alpha", "fraction", "switch_prob", "cutmix_alpha")
+    reads = ("alpha", "fraction")
+    label = ("switch_prob", "p")  # the key that tells its runs apart in a report, and its short name
+
+    @dataclass
+    class Params:
+        docs: ClassVar[dict[str, str]] = {
+            "switch_prob": "mixup-cutmix: the share of mixed rows that use CutMix",
+            "cutmix_alpha": "mixup-cutmix: CutMix's α (null: alpha)",
+        }
+
+        switch_prob: Share = 0.5
+        cutmix_alpha: Annotated[float | None, Range(0.0, open_lo=True)] = None
 
     def __init__(self, cfg: MixingConfig, seed: int = 0) -> None:
         super().__init__(seed)
