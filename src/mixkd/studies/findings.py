@@ -35,6 +35,8 @@ TEACHERS = ("teachers/T", "teachers/Mix-T")
 SCENARIOS = ("students/T-S-T4", "students/MixT-S-T4", "students/MixT-MixS-T4", "students/T-MixS-T4")
 MIXKD = ("students/MixKD-none", "students/MixKD-PMU10", "students/MixKD-PMU50", "students/MixKD-FMU")
 STUDENTS = ("students/no-KD", *SCENARIOS, "students/T-S-T1", "students/MixT-S-T1", *MIXKD)
+# summary.json's calibration of the test pass at the best and the last epoch (mixkd.engine.calibration)
+CALIBRATION = ("best_ece", "last_ece", "best_mce", "best_nll", "best_brier")
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,8 @@ class Study:
             if row["status"] == "done":
                 s = json.loads((run / "summary.json").read_text())
                 row.update({k: s.get(k) for k in ("best_top1", "best_epoch", "last_top1", "epochs",
-                                                  "wall_time_s", "precision", "device", "model", "dataset")})
+                                                  "wall_time_s", "precision", "device", "model", "dataset",
+                                                  *CALIBRATION)})
                 row["teacher_top1"] = (s.get("teacher") or {}).get("top1")
             rows.append(row)
         return rows

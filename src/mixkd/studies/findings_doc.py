@@ -20,7 +20,7 @@ import yaml
 from mixkd.analysis.tables import markdown_table, write_csv, write_text
 from mixkd.analysis.verdict import HOLDS, MIN_SEEDS, NOT_MEASURED, Comparison, compare, headline, overall
 from mixkd.engine.rundir import RunDir
-from mixkd.studies.findings import MIXKD, SCENARIOS, TEACHERS, AnalysisPlan, Study
+from mixkd.studies.findings import CALIBRATION, MIXKD, SCENARIOS, TEACHERS, AnalysisPlan, Study
 
 LABELS = {
     "teachers/T": "T", "teachers/Mix-T": "Mix-T",
@@ -152,7 +152,7 @@ def _bars(n: Numbers, groups: Sequence[str], out: Path, title: str) -> Path:
     return plot_bars([label(g) for g in groups], series, out, ylabel="test top-1 (%)", title=title, ylim=(lo, hi))
 
 
-# --------------------------------------------------------------------------- the five claims
+# --------------------------------------------------------------------------- the claims
 
 
 def claim1(n: Numbers, img: ImagePaths) -> Claim:
@@ -354,6 +354,54 @@ def claim5(n: Numbers, img: ImagePaths) -> Claim:
                  overall([c.verdict for c in comps]), evidence, body)
 
 
+CALIBRATION_PAIRS = ROBUSTNESS_PAIRS  # each mixup-trained student against the same student without mixup
+
+
+def claim6(n: Numbers, img: ImagePaths) -> Claim:
+    """Mixup-trained students are better calibrated: a lower ECE than the same student without mixup."""
+    comps, rows = [], []
+    for a, b in CALIBRATION_PAIRS:
+        for when in ("best", "last"):
+            # b − a: positive when the mixup-trained student `a` has the lower calibration error
+            c = compare(n.metric(b, f"{when}_ece"), n.metric(a, f"{when}_ece"))
+            comps.append(c)
+            rows.append((f"{when} epoch: ECE of {label(b)} > of {label(a)}", c))
+    teachers = compare(n.metric(TEACHERS[0], "best_ece"), n.metric(TEACHERS[1], "best_ece"))
+    groups = [*TEACHERS, "students/no-KD", *SCENARIOS, *MIXKD]
+    gap = {g: {s: 100 * r[g]["test"]["confidence"] - r[g]["test"]["top1"]
+               for s, r in n.analyses.get("logits", {}).items() if g in r} for g in groups}
+    table = [[label(g), len(n.metric(g, "best_ece")), mean_std(n.metric(g, "best_ece")),
+              mean_std(n.metric(g, "last_ece")), mean_std(n.metric(g, "best_mce")),
+              mean_std(n.metric(g, "best_nll"), 3), mean_std(n.metric(g, "best_brier"), 3), mean_std(gap[g])]
+             for g in groups]
+    body = [
+        "Calibration of each model's test pass (the run's own test slice, evaluated every epoch): expected "
+        "calibration error (ECE, 15 equal-width confidence bins, in points of accuracy), the largest bin's gap "
+        "(MCE), negative log-likelihood and Brier score, as every run's summary.json records them. Each "
+        "mixup-trained student is compared with the same student trained without mixup, seed by seed; the "
+        "claim holds when its ECE is the lower in every comparison, at the best and at the last epoch.", "",
+        _comparisons_table([*rows, ("context, best epoch: ECE of T > of Mix-T (teachers)", teachers)]), "",
+        "Per model (mean ± std over seeds; confidence − accuracy from the analyses' softmax outputs of the best "
+        "checkpoints: positive = overconfident):", "",
+        markdown_table(["model", "seeds", "ECE best (pt)", "ECE last (pt)", "MCE best (pt)", "NLL best",
+                        "Brier best", "confidence − accuracy (pt)"], table),
+    ]
+    if any(n.metric(g, "best_ece") for g in groups):
+        from mixkd.analysis.plots import plot_bars
+
+        series = {}
+        for when in ("best", "last"):
+            stats = [_ms(n.metric(g, f"{when}_ece")) for g in groups]
+            series[f"{when} epoch"] = ([m for m, _ in stats], [sd for _, sd in stats])
+        plot_bars([label(g) for g in groups], series, img.path("calibration"), ylabel="ECE (points)",
+                  title="Expected calibration error, test (mean ± std over seeds)")
+        body += ["", img.md("calibration", "Expected calibration error of every model")]
+    evidence = "; ".join(f"{name}: {c.text()}" for name, c in rows[:4:2])
+    return Claim(6, "Mixup-trained students are better calibrated (a lower expected calibration error)",
+                 "Beyond Dark Knowledge, arXiv 2606.12171, 2026, not the WACV paper; cf. its softer outputs, "
+                 "Observation 1", overall([c.verdict for c in comps]), evidence, body)
+
+
 # --------------------------------------------------------------------------- the page
 
 
@@ -458,7 +506,7 @@ def write_findings(study: Study, analyses: dict[str, dict[int, dict]], doc: Path
     rows = study.results()
     n = Numbers(rows, analyses, study.plan)
     img = ImagePaths(images, doc)
-    claims = [f(n, img) for f in (claim1, claim2, claim3, claim4, claim5)]
+    claims = [f(n, img) for f in (claim1, claim2, claim3, claim4, claim5, claim6)]
     curves = [(name, c) for name, groups in (("teachers", TEACHERS), ("students, claims 2-3", (
         "students/no-KD", *SCENARIOS, "students/T-S-T1", "students/MixT-S-T1")),
         ("students, claim 4", ("students/T-S-T4", *MIXKD))) if (c := _curves(study, groups))]
@@ -470,10 +518,10 @@ def write_findings(study: Study, analyses: dict[str, dict[int, dict]], doc: Path
     parts = [
         "# Findings: the paper's claims measured with mixkd", "",
         "This page is written by `mixkd findings` from the run folders of the study; do not edit it by hand. "
-        "Each claim of *Understanding the Role of Mixup in Knowledge Distillation* (Choi et al., WACV 2023) "
-        "is tested at a scale this project's 2-core CPU machine can afford — far smaller than the paper's "
-        "240-epoch CIFAR-100 runs — so a verdict here says what holds *at this scale*, not whether the paper "
-        "is right.", "",
+        "Each claim of *Understanding the Role of Mixup in Knowledge Distillation* (Choi et al., WACV 2023), "
+        "and one of later work on mixup and calibration (claim 6), is tested at a scale this project's 2-core "
+        "CPU machine can afford — far smaller than the paper's 240-epoch CIFAR-100 runs — so a verdict here "
+        "says what holds *at this scale*, not whether the paper is right.", "",
         markdown_table(["#", "claim (paper)", "verdict", "evidence: paired difference, mean ± std over seeds"],
                        [[c.number, f"{c.title} ({c.paper})", f"**{headline(c.verdict)}**", c.evidence]
                         for c in claims]), "",
@@ -514,8 +562,8 @@ def write_findings(study: Study, analyses: dict[str, dict[int, dict]], doc: Path
 
 def _write_tables(study: Study, n: Numbers, tables: Path) -> None:
     root = study.root
-    keep = ("group", "seed", "status", "model", "best_top1", "best_epoch", "last_top1", "teacher_top1", "epochs",
-            "wall_time_s", "precision", "device")
+    keep = ("group", "seed", "status", "model", "best_top1", "best_epoch", "last_top1", "teacher_top1", *CALIBRATION,
+            "epochs", "wall_time_s", "precision", "device")
     write_csv(tables / "runs.csv", [{**{k: r.get(k) for k in keep}, "run": os.path.relpath(r["run"], root)}
                                     for r in n.rows])
     write_csv(tables / "logits.csv", [
