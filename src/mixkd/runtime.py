@@ -87,7 +87,7 @@ def resolve_channels_last(setting: str, device: torch.device) -> bool:
 
 
 # auto compiles for runs that see at least this many training images (epochs × training set): compiling
-# costs 10-40 s per model once per run, and pays back within ~1e5 images on the CPUs measured
+# costs time once per run, which long runs repay (docs/speed.md, "Defaults (auto)")
 AUTO_COMPILE_MIN_IMAGES = 1_000_000
 
 
@@ -100,8 +100,7 @@ def resolve_compile(setting: str, device: torch.device, train_images: int) -> bo
     """Whether `teacher.compile` or `runtime.compile` (auto | on | off) compiles its model in this run.
 
     `auto` compiles on the CPU for runs of at least AUTO_COMPILE_MIN_IMAGES training images, when a C++
-    compiler is there (benchmarks/levers.py on the Xeon of docs/speed.md: teacher forward +4-9 % in fp32 and
-    +20-43 % in bf16, student step +15-22 %). Not on CUDA, where it has not been measured yet.
+    compiler is there; not on CUDA. What compiling gains per machine: docs/speed.md (benchmarks/levers.py).
     """
     if setting != "auto":
         return setting == "on"

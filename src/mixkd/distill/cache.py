@@ -9,11 +9,10 @@ exactly, widened to float32 (exact).
 
 A hit equals what the teacher would compute live only if a row's logits do not depend on the other rows
 of its batch: misses run in sub-batches of any size. Before it builds a cache, mixkd checks this bit for
-bit on the run's first batch (`batch_dependence`). Measured on a Xeon with AMX (torch 2.14.1,
-benchmarks/batch_invariance.py): bf16 teachers are independent of the batch; fp32 teachers are not
-(sub-batches of up to 2-16 rows, depending on the architecture, take other matrix kernels and differ in
-the last bits) until their few-row forwards run padded to a fixed minimum of rows (`pad_small_batches`),
-which makes them independent. `auto` keeps a cache only for a batch-independent teacher, so that a run with
+bit on the run's first batch (`batch_dependence`). On some CPUs few-row forwards take other matrix kernels
+and differ in the last bits, so they run padded to a fixed minimum of rows (`pad_small_batches`); which
+teachers are batch-independent on which machine is in docs/speed.md ("Teacher-output cache",
+benchmarks/batch_invariance.py). `auto` keeps a cache only for a batch-independent teacher, so that a run with
 it trains exactly as without it (and `--resume`, which starts with an empty memory cache, stays
 bit-identical); an explicit `memory` or `disk` keeps one anyway, with a warning.
 
