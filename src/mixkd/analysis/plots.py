@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -217,8 +218,8 @@ def plot_reliability(results: Sequence, out_png: Path, title: str) -> Path:
         ax.bar(centres[seen], np.abs(conf - acc)[seen], bottom=low[seen], width=width, fill=False, hatch="///",
                edgecolor="tab:red", lw=0.8, label="gap to mean confidence")
         ax.plot([0, 1], [0, 1], "k--", lw=1)
-        ax.set(xlim=(0, 1), ylim=(0, 1), title=f"{_short(r.model, 22)} ({r.split})\nECE {r.figures['ece']:.2f}%  "
-               f"top-1 {r.top1:.1f}%")
+        name = textwrap.fill(f"{r.model} ({r.split})", 30)  # wrapped, not cut: "student-mixkd (std view)" stays whole
+        ax.set(xlim=(0, 1), ylim=(0, 1), title=f"{name}\nECE {r.figures['ece']:.2f}%  top-1 {r.top1:.1f}%")
         ax.title.set_fontsize(9)
         share = np.asarray(r.bins["count"], dtype=float) / max(r.n, 1)
         hist.bar(centres, share, width=width, color="tab:gray", edgecolor="white")
