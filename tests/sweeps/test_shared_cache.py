@@ -99,7 +99,11 @@ def test_points_record_the_shared_cache_and_folders_from_before_the_key_are_reus
     said = capsys.readouterr().out
     assert "2 points, 2 already done, 0 to run" in said, said
     assert main(["sweep", str(spec), "--dry-run"]) == 0
-    assert all(line.startswith("done") for line in capsys.readouterr().out.splitlines()[:-1:2])
+    dry = capsys.readouterr().out.splitlines()
+    assert all(line.startswith("done") for line in dry[:-1:2])
+    # the listed commands are the ones the sweep runs: with the shared cache's folder
+    commands = [line for line in dry if line.strip().startswith("mixkd ")]
+    assert len(commands) == 2 and all(f"teacher.shared_cache_dir={cache}" in c for c in commands), dry
 
 
 @pytest.mark.parametrize("value", ["teacher-cache", "123"])

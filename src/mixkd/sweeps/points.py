@@ -59,6 +59,7 @@ def dry_run_lines(points: Sequence[Point], out: Path, prefix: str = "") -> list[
     """What `--dry-run` prints per point: its status (or why it is blocked) and the command that runs it."""
     missing = check_points(points, out, require_teachers=False, require_reusable=False)
     problems = point_problems(points, out)
+    shared, cache = sharing_a_teacher(points), (out / SHARED_CACHE_FOLDER).absolute()
     lines = []
     for p in points:
         run, name = out / p.name, f"{prefix}{p.name}"
@@ -66,7 +67,8 @@ def dry_run_lines(points: Sequence[Point], out: Path, prefix: str = "") -> list[
             lines.append(f"{'blocked':8s} {name}  ({problems[p.name]})")
             continue
         note = f"  (teacher {missing[p.name]} not there yet)" if p.name in missing else ""
-        lines.append(f"{status(run):8s} {name}{note}\n         {' '.join(command_for(p, run)[2:])}")
+        cmd = command_for(p, run, cache if p.name in shared else None)  # as the sweep runs it
+        lines.append(f"{status(run):8s} {name}{note}\n         {' '.join(cmd[2:])}")
     return lines
 
 
