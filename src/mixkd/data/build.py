@@ -97,6 +97,7 @@ def build_data(
             rank=rank if train_mode else 0,
             world_size=world_size if train_mode else 1,
             device=device,
+            strong_view=train_mode and cfg.strong_view != "none",
         )
         if kind == "device":
             return DeviceLoader(split.images, split.labels, spec, **common)

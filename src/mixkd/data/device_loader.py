@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .seeding import epoch_order, generator, rank_slices
+from .randaugment import Draws, randaugment
+from .seeding import STRONG_VIEW, epoch_order, generator, rank_slices
 from .spec import Batch, DatasetSpec
 
 PAD = 4
@@ -59,8 +60,10 @@ class DeviceLoader:
         rank: int = 0,
         world_size: int = 1,
         device: torch.device | str = "cpu",
+        strong_view: bool = False,
     ) -> None:
         self.device = torch.device(device)
+        self.strong_view = strong_view  # each batch also carries a crop + flip + RandAugment view of its rows
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
         self.batch_size, self.shuffle, self.augment, self.drop_last = batch_size, shuffle, augment, drop_last
@@ -90,10 +93,21 @@ class DeviceLoader:
             views = view_id(dy, dx, flip)
         else:
             views = torch.zeros(n, dtype=torch.int64, device=self.device)
+        if self.strong_view:  # a stream of its own, so the weak view's draws are those of a run without it
+            gs = generator(self.seed, self.epoch, self.stream, STRONG_VIEW)
+            sdy, sdx = torch.randint(0, GRID, (2, n), generator=gs).to(self.device)
+            sflip = torch.randint(0, 2, (n,), generator=gs).to(self.device)
+            draws = Draws.draw(n, gs)
         for lo, hi in rank_slices(n, self.batch_size, self.rank, self.world_size, self.drop_last):
             idx = order[lo:hi]
             pixels = self.images[idx]
             if self.augment:
                 pixels = crop_flip(pixels, dy[lo:hi], dx[lo:hi], flip[lo:hi])
-            x = pixels.to(torch.float32).div(255).sub_(self._mean).div_(self._std)
-            yield Batch(x=x, y=self.labels[idx], index=idx, view=views[lo:hi])
+            strong = None
+            if self.strong_view:
+                strong_pixels = crop_flip(self.images[idx], sdy[lo:hi], sdx[lo:hi], sflip[lo:hi])
+                strong = self._normalize(randaugment(strong_pixels, draws.take(slice(lo, hi))))
+            yield Batch(x=self._normalize(pixels), y=self.labels[idx], index=idx, view=views[lo:hi], strong=strong)
+
+    def _normalize(self, pixels: Tensor) -> Tensor:
+        return pixels.to(torch.float32).div(255).sub_(self._mean).div_(self._std)

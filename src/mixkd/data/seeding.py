@@ -7,6 +7,8 @@ import torch
 
 # One stream per purpose, so e.g. the test subset does not move when the train subset size changes.
 TRAIN, TEST, TRAIN_EVAL, TRAIN_SUBSET, TEST_SUBSET = range(5)
+# An extra key after a loader's own: the strong view's draws, apart from the weak view's (which stay as without it)
+STRONG_VIEW = 1
 
 
 def seed32(*keys: int) -> int:

@@ -45,6 +45,8 @@ class Batch:
     y: Tensor  # int64 [B]
     index: Tensor | None  # int64 [B]: row index in the (subsetted) split
     view: Tensor | None  # int64 [B]: augmentation id in [0, loader.num_views)
+    # float32 [B,3,H,W]: the same rows' strong view (data.strong_view), normalised like x; None without one
+    strong: Tensor | None = None
 
 
 class Loader(Protocol):

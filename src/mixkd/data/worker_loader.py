@@ -12,26 +12,47 @@ from torchvision import transforms as T
 
 from .datasets import Split
 from .device_loader import NUM_VIEWS, PAD
-from .seeding import epoch_order, generator, rank_slices, seed32
+from .randaugment import Draws, randaugment
+from .seeding import STRONG_VIEW, epoch_order, generator, rank_slices, seed32
 from .spec import Batch, DatasetSpec
 
 
-def build_transform(spec: DatasetSpec, *, train: bool, augment: bool, large: bool) -> T.Compose:
+def _geometry(spec: DatasetSpec, *, train: bool, augment: bool, large: bool) -> list:
     """CIFAR-style crop+flip for small images, ImageNet-style resized crops for large ones."""
     if large:
         size = spec.image_size
-        geo = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()] if train and augment else [
+        return [T.RandomResizedCrop(size), T.RandomHorizontalFlip()] if train and augment else [
             T.Resize(round(size * 256 / 224)), T.CenterCrop(size)]  # fmt: skip
-    else:
-        geo = [T.RandomCrop(spec.image_size, padding=PAD), T.RandomHorizontalFlip()] if augment else []
-    return T.Compose([*geo, T.ToTensor(), T.Normalize(spec.mean, spec.std)])
+    return [T.RandomCrop(spec.image_size, padding=PAD), T.RandomHorizontalFlip()] if augment else []
+
+
+def build_transform(spec: DatasetSpec, *, train: bool, augment: bool, large: bool) -> T.Compose:
+    """The geometry above, then ToTensor and Normalize."""
+    return T.Compose([*_geometry(spec, train=train, augment=augment, large=large), T.ToTensor(),
+                      T.Normalize(spec.mean, spec.std)])
+
+
+class StrongTransform:
+    """The strong view of one image: the training crop and flip, then the recipe's RandAugment (mixkd.data.
+    randaugment) on its uint8 pixels, normalised as the weak view; draws from torch's default generator."""
+
+    def __init__(self, spec: DatasetSpec, large: bool) -> None:
+        self.geometry = T.Compose([*_geometry(spec, train=True, augment=True, large=large), T.PILToTensor()])
+        self.normalize = T.Normalize(spec.mean, spec.std)
+
+    def __call__(self, img) -> torch.Tensor:
+        pixels = self.geometry(img).unsqueeze(0)
+        strong = randaugment(pixels, Draws.draw(1, torch.default_generator))[0]
+        return self.normalize(strong.to(torch.float32).div(255))
 
 
 class _SeededImages(Dataset):
-    """Row i -> (image tensor, label, i); the transform's randomness is seeded from (seed, epoch, stream, i)."""
+    """Row i -> (image tensor, label, i), or (image, strong view, label, i) with a strong transform; the
+    transforms' randomness is seeded from (seed, epoch, stream, i), the strong view's from a key of its own."""
 
-    def __init__(self, split: Split, transform: T.Compose, seed: int, epoch: int, stream: int) -> None:
-        self.split, self.transform = split, transform
+    def __init__(self, split: Split, transform: T.Compose, seed: int, epoch: int, stream: int,
+                 strong: StrongTransform | None = None) -> None:
+        self.split, self.transform, self.strong = split, transform, strong
         self.seed, self.epoch, self.stream = seed, epoch, stream
 
     def __len__(self) -> int:
@@ -43,7 +64,12 @@ class _SeededImages(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(seed32(self.seed, self.epoch, self.stream, i))
             x = self.transform(img)
-        return x, self.split.labels[i], i
+        if self.strong is None:
+            return x, self.split.labels[i], i
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed32(self.seed, self.epoch, self.stream, i, STRONG_VIEW))
+            strong = self.strong(img)
+        return x, strong, self.split.labels[i], i
 
 
 class _RankBatches(Sampler[list[int]]):
@@ -86,8 +112,10 @@ class WorkerLoader:
         rank: int = 0,
         world_size: int = 1,
         device: torch.device | str = "cpu",
+        strong_view: bool = False,
     ) -> None:
         self.split = split
+        self.strong = StrongTransform(spec, large) if strong_view else None
         self.labels = split.labels  # labels of the rows in index order
         self.transform = build_transform(spec, train=shuffle, augment=augment, large=large)
         self.device = torch.device(device)
@@ -110,7 +138,7 @@ class WorkerLoader:
         order = epoch_order(self.num_samples, self.shuffle, g)
         slices = rank_slices(self.num_samples, self.batch_size, self.rank, self.world_size, self.drop_last)
         loader = DataLoader(
-            _SeededImages(self.split, self.transform, self.seed, self.epoch, self.stream),
+            _SeededImages(self.split, self.transform, self.seed, self.epoch, self.stream, self.strong),
             batch_sampler=_RankBatches(order, slices),
             num_workers=self.workers,
             worker_init_fn=_seed_worker,
@@ -118,10 +146,12 @@ class WorkerLoader:
             pin_memory=self.device.type == "cuda",
         )
         nb = self.device.type == "cuda"
-        for x, y, idx in loader:
+        for row in loader:
+            x, *strong, y, idx = row
             yield Batch(
                 x=x.to(self.device, non_blocking=nb),
                 y=y.to(self.device, non_blocking=nb),
                 index=idx.to(self.device, non_blocking=nb),
                 view=None,
+                strong=strong[0].to(self.device, non_blocking=nb) if strong else None,
             )
