@@ -9,7 +9,7 @@ batch's device.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import ClassVar, Protocol
 
@@ -31,6 +31,21 @@ class MixResult:
     lam: Tensor  # [B] weight of the row's own sample (1 for unmixed rows; for CutMix its area share)
     partner: Tensor  # [B] index of the partner row (the row itself when unmixed)
     mixed: Tensor  # [B] bool, True where the row was mixed
+    # the same mix (partners, λ, boxes) applied to another view of the batch's images; built by the mixer
+    # from what it drew, so remix(x) == this x exactly
+    apply: Callable[[Tensor], Tensor] | None = field(default=None, repr=False, compare=False)
+
+    def remix(self, other: Tensor) -> Tensor:
+        """`other`, another view of the same rows (e.g. `Batch.strong`), mixed exactly as `x` was, in x's layout."""
+        if self.apply is None:
+            raise NotImplementedError("this mixing's result cannot mix a second view of its batch")
+        if other.shape != self.x.shape:
+            raise ValueError(f"a second view must have the mixed batch's shape {tuple(self.x.shape)}, "
+                             f"not {tuple(other.shape)}")
+        if other.dim() == 4 and self.x.is_contiguous(memory_format=torch.channels_last) \
+                and not self.x.is_contiguous():
+            other = other.contiguous(memory_format=torch.channels_last)
+        return self.apply(other)
 
     def correct(self, logits: Tensor) -> Tensor:
         """Train accuracy's numerator: each row's soft-target mass on its predicted class, summed.

@@ -70,4 +70,5 @@ class ConfidentMixup(TeacherGuided):
             lam=lam_t,
             partner=partner_t,
             mixed=mixed_t,
+            apply=lambda other: blend(other, mixed_t, lam_t, partner_t),
         )

@@ -105,4 +105,5 @@ def cutmix_result(x: Tensor, y: Tensor, num_classes: int, mixed: np.ndarray, par
     lam_np = np.where(mixed, boxes.lam, 1.0).astype(np.float32)
     mixed_t, partner_t, lam = to_device(x.device, mixed, partner, lam_np)
     return MixResult(x=paste(x, x, mixed_t, partner_t, boxes), target=two_label_target(y, lam, partner_t, num_classes),
-                     lam=lam, partner=partner_t, mixed=mixed_t)
+                     lam=lam, partner=partner_t, mixed=mixed_t,
+                     apply=lambda other: paste(other, other, mixed_t, partner_t, boxes))

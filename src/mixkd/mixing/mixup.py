@@ -69,4 +69,4 @@ class Mixup(SeededMixer):
     def __call__(self, x: Tensor, y: Tensor, num_classes: int) -> MixResult:
         mixed, lam, partner = to_device(x.device, *self._draw(x.shape[0]))
         return MixResult(x=blend(x, mixed, lam, partner), target=two_label_target(y, lam, partner, num_classes),
-                         lam=lam, partner=partner, mixed=mixed)
+                         lam=lam, partner=partner, mixed=mixed, apply=lambda other: blend(other, mixed, lam, partner))

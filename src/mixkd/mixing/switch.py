@@ -65,8 +65,10 @@ class MixupOrCutMix(SeededMixer):
         partner = np.where(mixed, cycle_partners(self.rng.permutation(b)), np.arange(b))
         lam = np.where(cut, boxes.lam, np.where(mixed, lam_mixup, 1.0)).astype(np.float32)
         mixed_t, cut_t, lam_t, partner_t = to_device(x.device, mixed, cut, lam, partner)
-        blended = blend(x, mixed_t & ~cut_t, lam_t, partner_t)
-        return MixResult(x=paste(x, blended, cut_t, partner_t, boxes),
-                         target=two_label_target(y, lam_t, partner_t, num_classes),
-                         lam=lam_t, partner=partner_t, mixed=mixed_t)
+
+        def mix(images: Tensor) -> Tensor:
+            return paste(images, blend(images, mixed_t & ~cut_t, lam_t, partner_t), cut_t, partner_t, boxes)
+
+        return MixResult(x=mix(x), target=two_label_target(y, lam_t, partner_t, num_classes),
+                         lam=lam_t, partner=partner_t, mixed=mixed_t, apply=mix)
 
