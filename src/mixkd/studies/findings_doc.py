@@ -379,7 +379,10 @@ def claim6(n: Numbers, img: ImagePaths) -> Claim:
         "calibration error (ECE, 15 equal-width confidence bins, in points of accuracy), the largest bin's gap "
         "(MCE), negative log-likelihood and Brier score, as every run's summary.json records them. Each "
         "mixup-trained student is compared with the same student trained without mixup, seed by seed; the "
-        "claim holds when its ECE is the lower in every comparison, at the best and at the last epoch.", "",
+        "claim holds when its ECE is the lower in every comparison, at the best and at the last epoch. The ECE reads "
+        "each model's own softmax, which is what an exported student computes; the Mix-KD students learn from "
+        "std-rescaled logits (f/σ), so their own softmax is not the distribution they were taught, and their "
+        "comparisons are among students of that one objective.", "",
         _comparisons_table([*rows, ("context, best epoch: ECE of T > of Mix-T (teachers)", teachers)]), "",
         "Per model (mean ± std over seeds; confidence − accuracy from the analyses' softmax outputs of the best "
         "checkpoints: positive = overconfident):", "",
