@@ -27,7 +27,8 @@ def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_each_method_trains_with_and_without_pmu_from_a_frozen_teacher(method, built_trainer):
-    trainer = built_trainer(f"distill.method={method}", *SMALL.get(method, []))
+    strong = ["data.strong_view=randaugment"] if DISTILLERS.get(method).needs_strong_view else []
+    trainer = built_trainer(f"distill.method={method}", *SMALL.get(method, []), *strong)
     batch = next(iter(trainer.data.train))
     teacher = trainer.teacher
     frozen = None if teacher is None else _snapshot(teacher.model)

@@ -272,9 +272,13 @@ def _trainer(pair: str, variant: str, data_args: list[str], workdir: Path, preci
         method = "kd"
     else:
         mixing = ["mixing.name=mixup", f"mixing.fraction={PMU}"]
+    from mixkd.distill import method_class
+
+    # a method that distils a second view (MLKD) is timed with it, as it trains
+    strong = ["data.strong_view=randaugment"] if method_class(method).needs_strong_view else []
     cfg = load_config(None, [
         *data_args, f"data.batch_size={BATCH}", f"model.arch={student_arch}", f"distill.method={method}",
-        *mixing, f"teacher.checkpoint={ckpt}",
+        *strong, *mixing, f"teacher.checkpoint={ckpt}",
         f"teacher.arch={teacher_arch}", "runtime.tensorboard=false", "optim.epochs=1", "optim.milestones=[]",
         f"teacher.cache={'memory' if variant.startswith('mixkd-warm') else 'off'}", f"runtime.precision={precision}",
         f"teacher.compile={compile_}", f"runtime.compile={compile_}",

@@ -67,6 +67,7 @@ class Distiller(nn.Module):
     student_features: ClassVar[bool] = False  # calls the student with return_features=True
     reads: ClassVar[str | None] = None  # which features: "penultimate", "maps" or "preact_maps"
     logit_term: ClassVar[bool] = False  # its own term reads logits through the logit normalisation (DKD)
+    needs_strong_view: ClassVar[bool] = False  # reads Batch.strong (data.strong_view), mixed by mix.remix (MLKD)
     default_ce_weight: ClassVar[float] = 1.0
     default_kd_weight: ClassVar[float] = 0.0
     default_logit_norm: ClassVar[str] = "none"
@@ -154,6 +155,8 @@ class Distiller(nn.Module):
             out.append(f"student {cls.reads or 'features'}")
         if cls.needs_index:
             out.append("dataset indices")
+        if cls.needs_strong_view:
+            out.append("a strong view of each image (data.strong_view)")
         if cls.has_init_stage:
             out.append("an init stage (distill.init_epochs)")
         return out

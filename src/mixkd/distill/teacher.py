@@ -66,6 +66,7 @@ class FrozenTeacher(nn.Module):
         self.queries = 0
         # students of a cohort ask for the same batch in turn: the first call computes, the others get copies
         self._last: tuple[object, object, ModelOutput] | None = None
+        self._last_second: tuple[object, object, Tensor] | None = None  # the same for a batch's second view
         self._stats: dict[str, float] | None = None  # this epoch's, once read; the next batch clears it
 
     def train(self, mode: bool = True) -> FrozenTeacher:
@@ -164,6 +165,20 @@ class FrozenTeacher(nn.Module):
         self._last = (batch, mix, out)
         return out
 
+    def second_view_logits(self, batch: Batch, mix: MixResult, x: Tensor) -> Tensor:
+        """Logits (float32) on `x`, a second view of `batch` mixed as `mix` (e.g. its mixed strong view).
+
+        Always computed live: the cache's key (index, view) names the first view's augmentation, not this
+        view's pixels, so a hit would serve the wrong image's output. The next student of a cohort asking for
+        the same batch and mix gets a copy, as with `outputs`.
+        """
+        last = self._last_second
+        if last is not None and last[0] is batch and last[1] is mix:
+            return last[2].clone()
+        out = self.compute(x).float()
+        self._last_second = (batch, mix, out)
+        return out.clone()
+
     def epoch_stats(self) -> dict[str, float]:
         """The cache's hit rate over the epoch that just ended (nothing without a cache); every student of a
         cohort that reads it after that epoch gets the same figure."""
@@ -172,7 +187,7 @@ class FrozenTeacher(nn.Module):
         if self._stats is None:
             hits, queries = self.reset_counters()
             self._stats = {"teacher_cache_hit_rate": hits / queries if queries else 0.0}
-            self._last = None  # the epoch's last batch need not stay in memory
+            self._last = self._last_second = None  # the epoch's last batch need not stay in memory
         return dict(self._stats)
 
     def reset_counters(self) -> tuple[int, int]:

@@ -92,6 +92,9 @@ def check_config(cfg: RunConfig, rt: Runtime) -> None:
         MODELS.get(cfg.teacher.arch)
     method = method_class(cfg.distill.method)
     method.check_config(cfg.distill)
+    if method.needs_strong_view and cfg.data.strong_view == "none":
+        raise ConfigError(f"distill.method={cfg.distill.method} distils a weak and a strong view of each image: "
+                          "set data.strong_view=randaugment")
     world = rt.dist.world_size
     per_process = cfg.data.batch_size // world
     if per_process < method.min_batch():
