@@ -1,7 +1,9 @@
 """The strong view (`data.strong_view=randaugment`): MLKD's recipe's RandAugment, batched on uint8 tensors.
 
-The policy is the one MLKD's released CIFAR-100 code applies after its own crop and flip (FixMatch's
-RandAugment variant, not Cubuk et al.'s fixed-magnitude one that torchvision ships): per image two operations
+The policy is the one MLKD's CIFAR-100 code applies after its own crop and flip (read in
+peanutshu11/Multi-Level-Logit-Distillation, mdistiller/dataset/cifar100.py, a fork of the authors' repository:
+`get_cifar100_train_transform_strong`). It is FixMatch's RandAugment variant, not Cubuk et al.'s
+fixed-magnitude one that torchvision ships: per image two operations
 drawn with replacement from the 14 below, each at a magnitude drawn uniformly from its range, then a Cutout of a
 uniformly drawn side in [0, ½·W) filled with the grey (125, 123, 114).
 
@@ -17,8 +19,11 @@ sample the nearest source pixel of each output pixel's centre and fill with blac
 PIL's 3×3 smoothing on the interior. The ops run on a whole batch at once (one pass per op over the rows that
 drew it), so the same code serves the device loader (the epoch's rows) and the worker loader (one image);
 every random number comes from a `torch.Generator` the loader seeds from (seed, epoch, stream), so the
-view is reproducible and a resumed run sees the same pixels. It agrees with PIL's ops up to rounding at a
-few pixels (PIL's fixed-point blends); it is not bit-identical to the recipe's PIL pipeline.
+view is reproducible and a resumed run sees the same pixels. Each op equals PIL's on test images
+(tests/data/test_strong_view.py) except Color, whose luma PIL takes in fixed point (off by 1 at under 1 % of
+pixels), and the geometric ops where a source coordinate lands exactly on a pixel edge (PIL accumulates the
+coordinates incrementally); so the view is the recipe's, not bit-identical to its PIL pipeline (whose draws
+come from Python's `random`, which a seeded torch stream replaces).
 """
 
 from __future__ import annotations
