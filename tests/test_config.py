@@ -254,7 +254,7 @@ def test_saved_config_holds_only_the_method_section_that_applies(tmp_path):
     from mixkd.distill import DISTILLERS
 
     sections = set(method_sections())
-    assert len(sections) == 19 and {"dkd", "crd", "at", "ofd", "dist", "kdsvd", "reviewkd", "ctkd"} <= sections
+    assert len(sections) == 20 and {"dkd", "crd", "at", "ofd", "dist", "kdsvd", "reviewkd", "ctkd", "mlkd"} <= sections
     for method in DISTILLERS.names():  # every method: the file reads back as the config it was made from
         cfg = load_config(None, [f"distill.method={method}"])
         saved = to_saved_dict(cfg)
