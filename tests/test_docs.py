@@ -382,15 +382,12 @@ _KEY = re.compile(rf"^(seed|name|({'|'.join(_SECTIONS)})\.(\*|[a-z_]+))(=\S*)?$"
 
 
 def _config_fields() -> dict[str, set[str]]:
-    """{section: its keys}; distill's keys include the method sections (distill.dkd, ...), not their holder."""
-    from mixkd.config import RunConfig, section_types
+    """{section: its keys} as a config file writes them: distill's keys include the method sections
+    (distill.dkd, ...), mixing's the mixings' own keys (mixing.switch_prob, ...), not the fields holding them."""
+    from mixkd.config import RunConfig, to_dict
 
-    top = {f.name: f for f in dataclasses.fields(RunConfig)}
-    out = {"": {n for n in top if n not in _SECTIONS}}
-    for s in _SECTIONS:
-        out[s] = {f.name for f in dataclasses.fields(top[s].default_factory())}
-    out["distill"] = out["distill"] - {"sections"} | set(section_types())
-    return out
+    saved = to_dict(RunConfig())
+    return {"": {k for k in saved if k not in _SECTIONS}, **{s: set(saved[s]) for s in _SECTIONS}}
 
 
 def _config_mentions() -> list[tuple[str, str]]:
