@@ -119,7 +119,7 @@ class SeededMixer:
 
     needs_teacher: ClassVar[bool] = False
     paper: ClassVar[str] = ""  # the rule's source, as `mixkd mixings` lists it
-    reads: ClassVar[tuple[str, ...]] = ()  # the mixing.* keys it reads
+    reads: ClassVar[tuple[str, ...]] = ()  # the shared mixing.* keys it reads (its own keys: its Params)
 
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
