@@ -44,6 +44,8 @@ def _error(capsys, monkeypatch, *args: str) -> str:
         (["distill", "configs/quickstart/student.yaml", "distill.method=fitnett"], ["fitnett", "choose one of"]),
         (["bench", "step", "--methods", "kd,ce"], ["--methods", "ce has no teacher"]),
         (["bench", "epoch", "--methods", "kd,at"], ["--methods", "bench step --methods"]),
+        (["bench", "cohort", "--compile", "on"], ["--compile on", "cohort benchmark runs", "uncompiled"]),
+        (["bench", "step", "--methods", "kd,dkd", "--compare-compile"], ["--compare-compile", "--methods"]),
     ],
 )
 def test_bad_input_is_one_line_with_the_fix(args, words, capsys, monkeypatch):

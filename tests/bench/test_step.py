@@ -10,6 +10,8 @@ from mixkd.bench.step import (
     epoch_hit_rates,
     gflop_per_image,
     matmul_peak,
+    methods_markdown,
+    mixings_markdown,
     official_lambdas,
     share_of_peak,
     whole_run_speedup,
@@ -94,3 +96,30 @@ def test_bench_step_prints_each_figure_with_its_share_of_the_peak():
     lo, hi = sorted((cold_x, warm_x))
     assert runs and all(lo - 0.01 <= float(v) <= hi + 0.01 for v in runs.groups())
     assert not math.isnan(peak)
+
+
+def _row(**kw) -> dict:
+    return {"pair": "r20-r8", "images_per_s": 500.0, "ratio": 1.0, "all_ratios": [1.0], "peak_mb": 900.0, **kw}
+
+
+@pytest.mark.parametrize(("precision", "compiled", "words"), [
+    ("bf16", "teacher + student", "bf16, compiled teacher + student"),
+    ("fp32", "", "fp32, uncompiled"),
+])
+def test_method_and_mixing_tables_say_how_their_steps_ran(precision, compiled, words):
+    # the scope line reads the runs' own precision and compile state, not the defaults
+    methods = methods_markdown([_row(method="kd", precision=precision, compiled=compiled)], steps=5)
+    mixings = mixings_markdown([_row(mixing="mixup", precision=precision, compiled=compiled)], steps=5)
+    for table in (methods, mixings):
+        assert f"teacher cache off, {words}" in table.splitlines()[0]
+
+
+@pytest.mark.slow  # 14 s: two variants, each in its own process
+@requires_fmnist
+def test_bench_methods_runs_as_asked():
+    out = run_mixkd("bench", "step", "--methods", "kd,dist", "--pairs", "r20-r8", "--rounds", "1", "--steps", "1",
+                    "--precision", "fp32", "--compile", "off", timeout=600).stdout
+    assert "teacher cache off, fp32, uncompiled; PMU 10%" in out
+    rows = _cells(out)
+    assert [r["method"] for r in rows] == ["kd", "dist"]
+    assert rows[0]["vs KD (median of per-round ratios)"] == "1.00x" and float(rows[1]["images/s (median)"]) > 0

@@ -447,11 +447,13 @@ def _peaks_text(peaks: dict[str, float]) -> str:
 
 
 def run_method_benchmark(*, pairs: list[str], methods: list[str], rounds: int, steps: int,
-                         precision: str = "auto", log=print) -> list[dict]:
+                         precision: str = "auto", compile_: str = "off", log=print) -> list[dict]:
     """Step images/s of each method through the real training loop (PMU 10 %, teacher cache off), relative to `kd`
-    measured in the same round; each (pair, method, round) in a fresh process, rounds interleaved."""
+    measured in the same round; each (pair, method, round) in a fresh process, rounds interleaved; teacher and
+    student compiled when `compile_` is `on` (compiling is not timed)."""
     methods = ["kd", *[m for m in methods if m != "kd"]]
-    spec = {"what": "step", "steps": steps, "batches": 0, "data_root": None, "precision": precision}
+    spec = {"what": "step", "steps": steps, "batches": 0, "data_root": None, "precision": precision,
+            "compile": compile_}
     results = _interleaved(pairs, [METHOD_PREFIX + m for m in methods], rounds, spec, log)
     return [{"what": "step", "pair": pair, "method": m,
              **_medians(results[(pair, METHOD_PREFIX + m)], results[(pair, METHOD_PREFIX + "kd")])}
@@ -459,28 +461,35 @@ def run_method_benchmark(*, pairs: list[str], methods: list[str], rounds: int, s
 
 
 def run_mixing_benchmark(*, pairs: list[str], mixings: list[str], rounds: int, steps: int,
-                         precision: str = "auto", log=print) -> list[dict]:
+                         precision: str = "auto", compile_: str = "off", log=print) -> list[dict]:
     """Step images/s of KD under each mixing on half of each batch (teacher cache off), relative to mixup measured
-    in the same round: what a mixing's own work costs, a teacher-guided one's teacher forwards included."""
+    in the same round: what a mixing's own work costs, a teacher-guided one's teacher forwards included; teacher
+    and student compiled when `compile_` is `on`."""
     mixings = ["mixup", *[m for m in mixings if m != "mixup"]]
-    spec = {"what": "step", "steps": steps, "batches": 0, "data_root": None, "precision": precision}
+    spec = {"what": "step", "steps": steps, "batches": 0, "data_root": None, "precision": precision,
+            "compile": compile_}
     results = _interleaved(pairs, [MIXING_PREFIX + m for m in mixings], rounds, spec, log)
     return [{"what": "step", "pair": pair, "mixing": m,
              **_medians(results[(pair, MIXING_PREFIX + m)], results[(pair, MIXING_PREFIX + "mixup")])}
             for pair in pairs for m in mixings]
 
 
+def _how_it_ran(rows: list[dict]) -> str:
+    # what the runs resolved to, read from the runs themselves (every variant runs with the same settings)
+    compiled = rows[0]["compiled"]
+    return f"{rows[0]['precision']}, " + (f"compiled {compiled}" if compiled else "uncompiled")
+
+
 def mixings_markdown(rows: list[dict], *, steps: int) -> str:
     """The mixing benchmark as a Markdown table naming the machine."""
     scope = (f"KD's distillation step only, batch {BATCH}, each mixing on {MIXING_FRACTION:.0%} of rows, {steps} "
-             "timed steps, teacher cache off, mixkd's default precision")
+             f"timed steps, teacher cache off, {_how_it_ran(rows)}")
     return _table(rows, scope, "mixing", "vs mixup", lambda r: r["mixing"])
 
 
 def methods_markdown(rows: list[dict], *, steps: int) -> str:
     """The method benchmark as a Markdown table naming the machine."""
-    scope = (f"distillation step only, batch {BATCH}, {steps} timed steps, teacher cache off, mixkd's default "
-             "precision")
+    scope = f"distillation step only, batch {BATCH}, {steps} timed steps, teacher cache off, {_how_it_ran(rows)}"
     return _table(rows, f"{scope}; PMU {PMU:.0%}", "method", "vs KD", lambda r: r["method"])
 
 

@@ -14,6 +14,7 @@ _EXAMPLES = """examples:
   mixkd bench step --precision fp32                      # mixkd in fp32, as on a CPU without bf16
   mixkd bench step --compile off                         # teacher and student uncompiled
   mixkd bench step --mixings mixup,cutmix,mixup-cutmix,cutmix-pick,confident-mixup --pairs r20-r8 --steps 5
+  mixkd bench step --methods kd,dkd,reviewkd,mlkd --pairs r110-r20 --rounds 2 --steps 10 --compile auto
   mixkd bench epoch --pairs r110-r20 --rounds 1 --batches 40 --data-root ../shared/data/cifar10-jpg.zip
   mixkd bench cohort --pairs r110-r20 --case features,fmu --steps 5 --data-root ../shared/data/cifar10-jpg.zip
 """
@@ -46,11 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "relative to mixup (a teacher-guided mixing's teacher forwards included)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="runtime.precision of the mixkd variants (default auto: bf16 where the CPU has it)")
-    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
-                   help="teacher.compile and runtime.compile of the mixkd variants (default auto: as a 240-epoch "
-                        "CIFAR run on this machine resolves them; compiling is not timed)")
+    p.add_argument("--compile", choices=["auto", "on", "off"],
+                   help="teacher.compile and runtime.compile of the mixkd variants, resolved as a 240-epoch CIFAR "
+                        "run on this machine would (compiling is not timed); default auto, but off for --methods "
+                        "and --mixings; the cohort benchmark always runs uncompiled")
     p.add_argument("--compare-compile", action="store_true",
-                   help="also run the mixkd variants uncompiled, in the same rounds (what compiling gives)")
+                   help="also run the mixkd variants uncompiled, in the same rounds (what compiling gives); "
+                        "not with --methods, --mixings or the cohort benchmark")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of Markdown")
     p.set_defaults(func=run_bench)
 
@@ -74,15 +77,23 @@ def _run_cohort_bench(args: argparse.Namespace, pairs: list[str]) -> int:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run the benchmark and print its table."""
-    from mixkd.bench.step import PAIRS, markdown, run_benchmark, whole_runs
+    from mixkd.bench.step import PAIRS, compile_for_paper_run, markdown, run_benchmark, whole_runs
     from mixkd.errors import ConfigError
 
     pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
     unknown = [p for p in pairs if p not in PAIRS]
     if unknown:
         raise ConfigError(f"--pairs: unknown {unknown}; choose from {', '.join(PAIRS)}")
+    if args.compare_compile and (args.what == "cohort" or args.methods or args.mixings):
+        raise ConfigError("--compare-compile compares mixkd with and without compiling in the plain-vs-mixkd "
+                          "benchmark; leave it out with --methods, --mixings and `bench cohort`")
     if args.what == "cohort":
+        if args.compile not in (None, "off"):
+            raise ConfigError(f"--compile {args.compile}: the cohort benchmark runs teacher and students "
+                              "uncompiled; leave --compile out")
         return _run_cohort_bench(args, pairs)
+    # the per-method and per-mixing tables compare eager steps unless asked: compiling each variant takes minutes
+    side_compile = compile_for_paper_run(args.compile or "off")
     if args.mixings:
         from mixkd.bench.step import mixings_markdown, run_mixing_benchmark
         from mixkd.mixing import MIXERS
@@ -93,7 +104,8 @@ def run_bench(args: argparse.Namespace) -> int:
         if args.what != "step":
             raise ConfigError("--mixings times the distillation step: use `mixkd bench step --mixings ...`")
         rows = run_mixing_benchmark(pairs=pairs, mixings=mixings, rounds=args.rounds, steps=args.steps,
-                                    precision=args.precision, log=lambda s: print(s, file=sys.stderr))
+                                    precision=args.precision, compile_=side_compile,
+                                    log=lambda s: print(s, file=sys.stderr))
         print(json.dumps(rows, indent=2) if args.json else mixings_markdown(rows, steps=args.steps))
         return 0
     if args.methods:
@@ -107,14 +119,15 @@ def run_bench(args: argparse.Namespace) -> int:
         if args.what != "step":
             raise ConfigError("--methods times the distillation step: use `mixkd bench step --methods ...`")
         rows = run_method_benchmark(pairs=pairs, methods=methods, rounds=args.rounds, steps=args.steps,
-                                    precision=args.precision, log=lambda s: print(s, file=sys.stderr))
+                                    precision=args.precision, compile_=side_compile,
+                                    log=lambda s: print(s, file=sys.stderr))
         print(json.dumps(rows, indent=2) if args.json else methods_markdown(rows, steps=args.steps))
         return 0
     if args.what == "epoch" and not args.data_root:
         raise ConfigError("the epoch benchmark needs --data-root (e.g. ../shared/data/cifar10-jpg.zip)")
     rows, peaks = run_benchmark(pairs=pairs, what=args.what, rounds=args.rounds, steps=args.steps,
                                 batches=args.batches, data_root=args.data_root, precision=args.precision,
-                                compile_=args.compile, compare_compile=args.compare_compile,
+                                compile_=args.compile or "auto", compare_compile=args.compare_compile,
                                 log=lambda s: print(s, file=sys.stderr))
     if args.json:
         print(json.dumps({"peaks": peaks, "rows": rows, "whole_runs": whole_runs(rows)}, indent=2))
