@@ -97,7 +97,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     check_out_dir(spec.out)
     if args.collect:
-        check_points(points, spec.out, require_teachers=False)
+        from mixkd.sweeps.launchers import in_flight
+
+        check_points(points, spec.out, require_teachers=False, in_flight=in_flight(spec.out, points))
         if not any(status(spec.out / p.name) == "done" for p in points):
             raise MixkdError(f"nothing to collect: none of the {len(points)} points has finished in {spec.out}; "
                              "run the sweep without --collect first")

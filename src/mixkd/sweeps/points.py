@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from mixkd.config import to_dict
@@ -44,11 +44,14 @@ def command_for(point: Point, run_dir: Path, shared_cache: Path | None = None) -
         "--out", str(run_dir), "--quiet"]
 
 
-def point_problems(points: Sequence[Point], out: Path) -> dict[str, str]:
+def point_problems(points: Sequence[Point], out: Path, in_flight: Collection[str] = ()) -> dict[str, str]:
     """{point: why its folder can be neither skipped nor continued}: a run of another config, a folder that is
-    not a run, or one that another process is writing."""
+    not a run, or one that another process is writing. The points `in_flight` (a Slurm task of this sweep that
+    is writing its folder) are neither: the sweep leaves them to that task."""
     problems = {}
     for p in points:
+        if p.name in in_flight:
+            continue
         problem = reuse_problem(inspect_run(out / p.name), to_dict(p.config()))
         if problem:
             problems[p.name] = problem
@@ -56,13 +59,20 @@ def point_problems(points: Sequence[Point], out: Path) -> dict[str, str]:
 
 
 def dry_run_lines(points: Sequence[Point], out: Path, prefix: str = "") -> list[str]:
-    """What `--dry-run` prints per point: its status (or why it is blocked) and the command that runs it."""
+    """What `--dry-run` prints per point: its status (or why it is blocked, or where it is in flight) and the
+    command that runs it."""
+    from mixkd.sweeps.launchers import in_flight
+
     missing = check_points(points, out, require_teachers=False, require_reusable=False)
-    problems = point_problems(points, out)
+    flight = in_flight(out, points)
+    problems = point_problems(points, out, flight)
     shared, cache = sharing_a_teacher(points), (out / SHARED_CACHE_FOLDER).absolute()
     lines = []
     for p in points:
         run, name = out / p.name, f"{prefix}{p.name}"
+        if p.name in flight:
+            lines.append(f"{flight[p.name].state:8s} {name}  ({flight[p.name].where})")
+            continue
         if p.name in problems:
             lines.append(f"{'blocked':8s} {name}  ({problems[p.name]})")
             continue
@@ -73,11 +83,12 @@ def dry_run_lines(points: Sequence[Point], out: Path, prefix: str = "") -> list[
 
 
 def check_points(points: Sequence[Point], out: Path, require_teachers: bool = True,
-                 require_reusable: bool = True) -> dict[str, str]:
+                 require_reusable: bool = True, in_flight: Collection[str] = ()) -> dict[str, str]:
     """Validate every point's config before the first run starts; {point: teacher path} of missing teachers.
 
     With `require_teachers`, a missing teacher checkpoint of a point still to run is an error; with
-    `require_reusable`, so is a point folder holding another config's run (see `point_problems`).
+    `require_reusable`, so is a point folder holding another config's run (see `point_problems`), but for the
+    points `in_flight`.
     """
     from mixkd.distill import needs_teacher
 
@@ -91,7 +102,7 @@ def check_points(points: Sequence[Point], out: Path, require_teachers: bool = Tr
             if not cfg.teacher.checkpoint or not Path(cfg.teacher.checkpoint).is_file():
                 missing[p.name] = str(cfg.teacher.checkpoint)
     if require_reusable:
-        problems = point_problems(points, out)
+        problems = point_problems(points, out, in_flight)
         if problems:
             name, why = next(iter(problems.items()))
             more = f" (and {len(problems) - 1} more points; --dry-run lists them)" if len(problems) > 1 else ""

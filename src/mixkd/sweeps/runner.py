@@ -114,17 +114,17 @@ def sweep_lock(out: Path):
 
 def _run_locked(spec: SweepSpec, points: list[Point], extra: Sequence[str], jobs: int,
                 say: Callable[[str], None], cohorts: bool) -> tuple[list[dict], int]:
-    held = {p.name: inspect_run(spec.out / p.name).holder for p in points}
+    from mixkd.sweeps.launchers import in_flight
+
+    flight = in_flight(spec.out, points, skip=("local",))  # points another launcher has queued or running
+    held = {p.name: inspect_run(spec.out / p.name).holder for p in points if p.name not in flight}
     held = {name: pid for name, pid in held.items() if pid is not None}
     if held:  # the point processes of an earlier sweep that was killed on its own (SIGKILL of its pid alone)
         pids = " ".join(str(pid) for pid in sorted(set(held.values())))
         raise MixkdError(f"{len(held)} point(s) of {spec.out} are still being trained by earlier processes "
                          f"({', '.join(sorted(held)[:3])}{', ...' if len(held) > 3 else ''}; pids {pids}): wait "
                          f"for them to finish, or stop them (kill {pids}), then rerun this command")
-    check_points(points, spec.out)
-    from mixkd.sweeps.launchers import in_flight
-
-    flight = in_flight(spec.out, points)  # points another launcher has queued or running (a Slurm array)
+    check_points(points, spec.out, in_flight=flight)
     todo = [p for p in points if status(spec.out / p.name) != "done" and p.name not in flight]
     check_finished(points, spec.out)
     queued = f", {len(flight)} queued or running elsewhere (skipped)" if flight else ""

@@ -186,8 +186,9 @@ def _append_record(out: Path, record: dict) -> None:
         os.close(fd)
 
 
-def queue_states(jobs: Sequence[str]) -> dict[str, tuple[str, str]]:
-    """{"ARRAY_TASK" id: (squeue state, node list)} of these arrays' tasks still in Slurm's queue."""
+def queue_states(jobs: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+    """{"JOB_TASK": (squeue state, node list, the id Slurm shows)} of these submissions' tasks still in Slurm's
+    queue. submitit submits a batch of one unit as a plain job, not an array: that job is task 0."""
     problem = _command_problem("squeue")
     if problem:
         raise MixkdError(problem.replace("needs", "needs, to tell which submitted points still run,"))
@@ -201,7 +202,9 @@ def queue_states(jobs: Sequence[str]) -> dict[str, tuple[str, str]]:
     for line in proc.stdout.splitlines():
         parts = line.strip().split("|")
         if len(parts) == 4 and parts[0] in wanted:
-            states[f"{parts[0]}_{parts[1]}"] = (parts[2], parts[3])
+            job, task = parts[0], parts[1]
+            shown = f"{job}_{task}" if task.isdigit() else job
+            states[f"{job}_{task if task.isdigit() else 0}"] = (parts[2], parts[3], shown)
     return states
 
 
@@ -216,15 +219,16 @@ class SlurmLauncher:
             cohorts: bool = True) -> int:
         """Submit what is neither finished nor in flight; collect once every point has finished."""
         from mixkd.sweeps.collect import collect
+        from mixkd.sweeps.launchers import in_flight
         from mixkd.sweeps.points import check_finished, check_points, sharing_a_teacher, status
         from mixkd.sweeps.runner import sweep_lock
 
-        check_points(points, spec.out)  # every point's config, its teacher and its folder, before the cluster
+        # every point's config, its teacher and its folder, before the cluster; a point whose task is in the
+        # queue or writing its folder is that task's, not a folder in use by a stranger
+        check_points(points, spec.out, in_flight=SlurmLauncher.in_flight(spec.out, points))
         check_finished(points, spec.out)
         test_submission(self.settings)  # the cluster checks the settings before anything is written
         with sweep_lock(spec.out):
-            from mixkd.sweeps.launchers import in_flight
-
             flight = in_flight(spec.out, points)
             done = [p for p in points if status(spec.out / p.name) == "done"]
             todo = [p for p in points if p not in done and p.name not in flight]
@@ -282,9 +286,9 @@ class SlurmLauncher:
             for task, names in enumerate(r["units"]):
                 got = states.get(f"{r['job']}_{task}")
                 if got:
-                    state, nodes = got
+                    state, nodes, shown = got
                     kind = "queued" if state in QUEUED else "running"
-                    where = f"job {r['job']}_{task}" + (f" on {nodes}" if kind == "running" and nodes else "")
+                    where = f"job {shown}" + (f" on {nodes}" if kind == "running" and nodes else "")
                     for n in names:
                         flight[n] = Flight(kind, where)
         return flight
