@@ -142,9 +142,8 @@ def test_a_slurm_sweep_reports_every_state_resubmits_only_what_is_left_and_equal
 LONG = {"data.train_subset": 128, "data.test_subset": 64, "optim.epochs": 40, "optim.milestones": [30]}
 
 
-def _start_and_wait_for_epochs(slurm, tmp_path: Path, seeds: list[int], epochs: int = 2,
-                               extra: dict = LONG) -> tuple[Path, str]:
-    spec = _spec(tmp_path, {"seed": seeds}, extra)
+def _start_and_wait_for_epochs(slurm, tmp_path: Path, seeds: list[int], epochs: int = 2) -> tuple[Path, str]:
+    spec = _spec(tmp_path, {"seed": seeds}, LONG)
     job = _job(run_mixkd("sweep", str(spec), *SLURM).stdout)
     deadline = time.monotonic() + 180
     while not all(_epochs(tmp_path / "out" / f"seed-{i}") >= epochs for i in seeds):

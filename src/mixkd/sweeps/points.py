@@ -46,8 +46,8 @@ def command_for(point: Point, run_dir: Path, shared_cache: Path | None = None) -
 
 def point_problems(points: Sequence[Point], out: Path, in_flight: Collection[str] = ()) -> dict[str, str]:
     """{point: why its folder can be neither skipped nor continued}: a run of another config, a folder that is
-    not a run, or one that another process is writing. The points `in_flight` (a Slurm task of this sweep that
-    is writing its folder) are neither: the sweep leaves them to that task."""
+    not a run, or one that another process is writing. The points `in_flight` (queued or running under a
+    launcher: a Slurm task, a local point process) are none of these: the sweep leaves them to that task."""
     problems = {}
     for p in points:
         if p.name in in_flight:
